@@ -1,0 +1,1 @@
+"""Test and sandbox helpers shipped with lecp: the Pebble launcher, a webroot server, fakes."""

@@ -10,9 +10,9 @@ resuming a deferred order the same code as issuing)::
        │                                                          │
        └────────────────────> invalid <───────────────────────────┘
 
-Polling honours C{Retry-After} (seconds or HTTP-date); without it, it backs off by doubling from
-a short first delay to a 10 s cap, and stops at the caller's deadline, handing back the order URL
-(L{PendingOrder}) so the caller can resume later.
+Polling honours C{Retry-After} (seconds or HTTP-date); without it, it takes a first look after
+50 ms, then backs off from 0.25 s, doubling, to a 10 s cap; it stops at the caller's deadline,
+handing back the order URL (L{PendingOrder}) so the caller can resume later.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import attrs
 import josepy as jose
 from acme import challenges, messages
 from cryptography import x509
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -42,8 +42,10 @@ from lecp.keys import key_type_of
 
 log = Logger()
 
-ORDER_POLL_FIRST = 0.25
-AUTHZ_POLL_FIRST = 0.05
+# Delays between polls when the CA sends no Retry-After: a first look after 50 ms (CAs that finish
+# quickly, like Pebble, are done by then), then 0.25 s doubling up to the cap.
+ORDER_POLL_DELAYS = (0.05, 0.25)
+AUTHZ_POLL_DELAYS = (0.05,)
 POLL_CAP = 10.0
 DEFAULT_DEADLINE = 90.0
 PEM_CHAIN_TYPE = "application/pem-certificate-chain"
@@ -122,21 +124,31 @@ class RenewalWindow:
 
 @attrs.define
 class _Backoff:
-    """Waits between polls: the server's Retry-After, or a doubling delay up to a cap."""
+    """
+    Waits between polls: the server's Retry-After, or the next of C{delays} and then doubling
+    delays up to a cap.
+    """
 
     clock: object
     deadline: float
-    delay: float
+    delays: tuple
     cap: float = POLL_CAP
+    _step: int = 0
+
+    def _next_delay(self) -> float:
+        if self._step < len(self.delays):
+            delay = self.delays[self._step]
+        else:
+            delay = min(self.delays[-1] * 2 ** (self._step - len(self.delays) + 1), self.cap)
+        self._step += 1
+        return delay
 
     async def wait(self, retry_after: datetime.datetime | None) -> bool:
         """Sleep until the next poll; C{False} (without sleeping) when that would pass the deadline."""
         now = self.clock.seconds()
+        delay = self._next_delay()
         if retry_after is not None:
-            delay = max(retry_after.timestamp() - now, self.delay)
-        else:
-            delay = self.delay
-            self.delay = min(self.delay * 2, self.cap)
+            delay = max(retry_after.timestamp() - now, delay)
         if now + delay > self.deadline:
             return False
         await deferLater(self.clock, delay, lambda: None)
@@ -185,6 +197,11 @@ class ACMEClient:
     def requests_sent(self) -> int:
         """How many HTTP requests this client has made (for benchmarks and tests)."""
         return self._transport.requests_sent
+
+    @property
+    def bad_nonces_retried(self) -> int:
+        """How many badNonce answers were absorbed by retrying."""
+        return self._transport.bad_nonces_retried
 
     def _now(self) -> datetime.datetime:
         return utc_now(self._clock)
@@ -405,7 +422,7 @@ class ACMEClient:
         if deadline is None:
             deadline = self._clock.seconds() + DEFAULT_DEADLINE
         published = []
-        backoff = _Backoff(self._clock, deadline, ORDER_POLL_FIRST)
+        backoff = _Backoff(self._clock, deadline, ORDER_POLL_DELAYS)
         try:
             while True:
                 status = order.status
@@ -462,7 +479,7 @@ class ACMEClient:
     async def _validate(self, order: Order, responder, deadline: float, published: list) -> bool:
         """Publish and answer every pending challenge, then poll until all are valid (C{True}) or time is up."""
         urls = list(order.body.authorizations)
-        authzs = await gatherResults([self._deferred(self.fetch_authorization(u)) for u in urls], consumeErrors=True)
+        authzs = await self._gather([self.fetch_authorization(u) for u in urls])
         pending = {}
         for url, authz in zip(urls, authzs):
             if authz.status == messages.STATUS_VALID:
@@ -479,15 +496,11 @@ class ACMEClient:
             if challb.status == messages.STATUS_PENDING:
                 await self.answer_challenge(challb.uri)
             pending[url] = authz
-        backoff = _Backoff(self._clock, deadline, AUTHZ_POLL_FIRST)
+        backoff = _Backoff(self._clock, deadline, AUTHZ_POLL_DELAYS)
         while pending:
-            results = await DeferredList(
-                [self._deferred(self.fetch_authorization(u)) for u in pending], consumeErrors=True
-            )
+            results = await self._gather([self.fetch_authorization(u) for u in pending])
             failures = []
-            for url, (ok, value) in zip(list(pending), results):
-                if not ok:
-                    value.raiseException()
+            for url, value in zip(list(pending), results):
                 if value.status == messages.STATUS_VALID:
                     del pending[url]
                 elif value.status != messages.STATUS_PENDING:
@@ -506,5 +519,9 @@ class ACMEClient:
         raise NoSupportedChallenge(authz.identifier.value, tuple(c.chall.typ for c in authz.challenges))
 
     @staticmethod
-    def _deferred(coroutine):
-        return Deferred.fromCoroutine(coroutine)
+    async def _gather(coroutines) -> list:
+        """Run coroutines concurrently; raise the first failure itself (not wrapped in FirstError)."""
+        try:
+            return await gatherResults([Deferred.fromCoroutine(c) for c in coroutines], consumeErrors=True)
+        except FirstError as e:
+            e.subFailure.raiseException()

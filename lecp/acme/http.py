@@ -20,10 +20,16 @@ def trust_root(ca_bundle: str | None):
     return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(p.encode("ascii")) for p in pems])
 
 
-def make_http_client(reactor, ca_bundle: str | None = None, max_per_host: int = 8) -> HTTPClient:
-    """A treq HTTPClient with persistent connections, verifying TLS against C{ca_bundle}."""
+def make_http_pool(reactor, max_per_host: int = 8) -> HTTPConnectionPool:
+    """A pool of persistent connections; close it with C{closeCachedConnections()} when done."""
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max_per_host
     pool.retryAutomatically = False
+    return pool
+
+
+def make_http_client(reactor, ca_bundle: str | None = None, pool: HTTPConnectionPool | None = None) -> HTTPClient:
+    """A treq HTTPClient with persistent connections, verifying TLS against C{ca_bundle}."""
+    pool = pool or make_http_pool(reactor)
     policy = BrowserLikePolicyForHTTPS(trustRoot=trust_root(ca_bundle))
     return HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))

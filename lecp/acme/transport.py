@@ -176,6 +176,7 @@ class JWSTransport:
     user_agent: str = USER_AGENT
     _nonces: list = attrs.field(factory=list)
     requests_sent: int = 0
+    bad_nonces_retried: int = 0
 
     def _collect_nonce(self, response: Response) -> None:
         nonce = response.header("replay-nonce")
@@ -273,6 +274,7 @@ class JWSTransport:
                 attempt += 1
                 if attempt > self.max_bad_nonce_retries:
                     raise
+                self.bad_nonces_retried += 1
                 log.debug("badNonce from {url}, retry {attempt}", url=url, attempt=attempt)
                 continue
             return response

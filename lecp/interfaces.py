@@ -17,3 +17,25 @@ class IChallengeResponder(Interface):
 
     def stop_responding(identifier, token):
         """Withdraw what L{start_responding} published; may return a Deferred; never raises for a missing file."""
+
+
+class IUAPITransport(Interface):
+    """Carries UAPI calls to cPanel as one user (LiveAPI socket, or the C{uapi} command)."""
+
+    def call(module, function, arguments):
+        """
+        Call C{Module::function} with C{arguments} (a dict of strings or lists of strings).
+
+        @return: a Deferred firing with the decoded JSON envelope (not yet checked for success).
+        """
+
+
+class IWHMTransport(Interface):
+    """Carries WHM API 1 calls (root only: the C{whmapi1} command)."""
+
+    def call(function, arguments):
+        """
+        Call C{function} with C{arguments}.
+
+        @return: a Deferred firing with the decoded JSON envelope (not yet checked for success).
+        """

@@ -1,0 +1,154 @@
+"""
+The emulated C{uapi} and C{whmapi1} commands, as cPanel's own: C{--output=json|jsonpretty|yaml},
+C{--user} (required for C{uapi} as root, refused for anyone else's account), URI-escaped
+C{key=value} words, C{--input=json} from stdin, exit status 0 even when the call fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import sys
+from urllib.parse import unquote
+
+from lecp.testing.cpanel.server import NoSuchAccount, Server
+
+
+def parse_words(words: list[str]) -> dict:
+    """C{key=value} words, percent-decoded; repeated and numbered (C{name-0}) keys become lists."""
+    args: dict = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise ValueError(f"argument {word!r} is not key=value")
+        key, value = unquote(key), unquote(value)
+        numbered = re.fullmatch(r"(.+)-\d+", key)
+        if numbered:
+            key = numbered.group(1)
+        if key in args:
+            existing = args[key]
+            args[key] = (existing if isinstance(existing, list) else [existing]) + [value]
+        else:
+            args[key] = [value] if numbered else value
+    return args
+
+
+def _yaml(value, indent: int = 0) -> str:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}\n"
+        out = "\n"
+        for k, v in value.items():
+            out += f"{pad}{k}:" + (" " + _yaml(v, indent + 1) if not isinstance(v, (dict, list)) or not v else _yaml(v, indent + 1))
+        return out
+    if isinstance(value, list):
+        if not value:
+            return "[]\n"
+        out = "\n"
+        for v in value:
+            out += f"{pad}-" + (" " + _yaml(v, indent + 1) if not isinstance(v, (dict, list)) or not v else _yaml(v, indent + 1))
+        return out
+    if value is None:
+        return "~\n"
+    return json.dumps(value, ensure_ascii=False) + "\n" if isinstance(value, str) else f"{value}\n"
+
+
+def _print(answer: dict, output: str) -> None:
+    if output == "json":
+        sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    elif output == "jsonpretty":
+        sys.stdout.write(json.dumps(answer, ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write("---" + _yaml(answer))
+
+
+def _split(argv: list[str], program: str):
+    options, rest = {}, []
+    for i, word in enumerate(argv):
+        if word.startswith("--"):
+            name, _, value = word[2:].partition("=")
+            if name not in ("output", "user", "input"):
+                raise SystemExit(f"{program}: unknown option --{name}")
+            options[name] = value
+        else:
+            rest = argv[i:]
+            break
+    output = options.get("output", "yaml")
+    if output not in ("json", "jsonpretty", "yaml"):
+        raise SystemExit(f"{program}: unsupported --output={output} (use json, jsonpretty or yaml)")
+    return options, output, rest
+
+
+def _arguments(options: dict, words: list[str], program: str) -> dict:
+    if options.get("input") == "json":
+        try:
+            args = json.load(sys.stdin)
+        except ValueError as e:
+            raise SystemExit(f"{program}: --input=json needs a JSON object on standard input ({e})")
+        if not isinstance(args, dict):
+            raise SystemExit(f"{program}: --input=json needs a JSON object on standard input")
+        return args
+    try:
+        return parse_words(words)
+    except ValueError as e:
+        raise SystemExit(f"{program}: {e}")
+
+
+def uapi_main(argv: list[str], root: str) -> int:
+    """C{uapi [--output=F] [--user=U] [--input=json] Module function [key=value ...]}."""
+    from lecp.testing.cpanel import uapi
+
+    options, output, rest = _split(argv, "uapi")
+    if len(rest) < 2:
+        raise SystemExit("usage: uapi [--output=json|jsonpretty|yaml] [--user=USER] Module function [key=value ...]")
+    server = Server(root)
+    euid = os.geteuid()
+    if euid == 0:
+        user = options.get("user")
+        if not user:
+            raise SystemExit("uapi: --user is required when running as root")
+    else:
+        user = pwd.getpwuid(euid).pw_name
+        if options.get("user") not in (None, user):
+            raise SystemExit("uapi: only root may act as another user with --user")
+    try:
+        server.account(user)
+    except NoSuchAccount:
+        raise SystemExit(f"uapi: “{user}” is not a cPanel user on this server") from None
+    _print(uapi.call(server, user, rest[0], rest[1], _arguments(options, rest[2:], "uapi")), output)
+    return 0
+
+
+def whmapi1_main(argv: list[str], root: str) -> int:
+    """C{whmapi1 [--output=F] function [key=value ...]} (root only)."""
+    from lecp.testing.cpanel import whm
+
+    options, output, rest = _split(argv, "whmapi1")
+    if os.geteuid() != 0:
+        raise SystemExit("whmapi1: this program must be run as root")
+    if not rest:
+        raise SystemExit("usage: whmapi1 [--output=json|jsonpretty|yaml] function [key=value ...]")
+    _print(whm.call(Server(root), rest[0], _arguments(options, rest[1:], "whmapi1")), output)
+    return 0
+
+
+SCRIPT = """#!{python}
+# The emulated cPanel's {name} for the server in {root}; made by python -m lecp.testing.cpanel init.
+import sys
+from lecp.testing.cpanel.cli import {function}
+sys.exit({function}(sys.argv[1:], {root!r}))
+"""
+
+
+def write_scripts(root: str) -> None:
+    """Write C{ROOT/bin/uapi} and C{ROOT/bin/whmapi1}, run by this Python."""
+    folder = os.path.join(root, "bin")
+    os.makedirs(folder, exist_ok=True)
+    for name, function in (("uapi", "uapi_main"), ("whmapi1", "whmapi1_main")):
+        path = os.path.join(folder, name)
+        with open(path, "w") as f:
+            f.write(SCRIPT.format(python=sys.executable, name=name, root=os.path.abspath(root), function=function))
+        os.chmod(path, 0o755)

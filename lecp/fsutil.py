@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 
 
 def fsync_directory(path: str) -> None:
@@ -16,26 +16,41 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> None:
     """
-    Replace C{path} with C{data} atomically, with permissions C{mode}.
+    Replace C{name} in the folder open as C{dir_fd} with C{data}, atomically, with permissions C{mode}.
 
-    The temporary file lives in the same folder (so the rename is atomic) and is removed if
-    anything fails; the old file stays intact until the rename.
+    The temporary file (created exclusively, never through a symlink) lives in the same folder so
+    the rename is atomic; it is removed if anything fails, and the old file stays intact until
+    the rename.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         raise
-    fsync_directory(folder)
+    os.fsync(dir_fd)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace the file at C{path} atomically (see L{atomic_write_at})."""
+    folder = os.path.dirname(os.path.abspath(path))
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        atomic_write_at(dir_fd, os.path.basename(path), data, mode)
+    finally:
+        os.close(dir_fd)

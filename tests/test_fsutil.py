@@ -30,7 +30,7 @@ class AtomicWriteTests(SynchronousTestCase):
     def test_failure_keeps_old_content(self):
         """When the rename fails, the old file is intact and the temporary file is gone."""
         atomic_write(self.path, b"old")
-        with mock.patch("os.replace", side_effect=OSError("disk full")):
+        with mock.patch("os.rename", side_effect=OSError("disk full")):
             self.assertRaises(OSError, atomic_write, self.path, b"new")
         with open(self.path, "rb") as f:
             self.assertEqual(f.read(), b"old")

@@ -30,6 +30,7 @@ class PebbleTestCase(TestCase):
     """
 
     settings = PebbleSettings()
+    serve_webroot = True  # False when the test serves Pebble's HTTP-01 port itself
 
     @classmethod
     def setUpClass(cls):
@@ -47,13 +48,16 @@ class PebbleTestCase(TestCase):
         self.reactor = reactor
         self.webroot = os.path.abspath(self.mktemp())
         os.makedirs(self.webroot)
-        self.listening = listen_webroot(reactor, self.pebble.http_port, self.webroot)
+        self.listening = listen_webroot(reactor, self.pebble.http_port, self.webroot) if self.serve_webroot else None
         self.pool = make_http_pool(reactor)
         self.http = make_http_client(reactor, self.pebble.ca_bundle, pool=self.pool)
         self.responder = WebrootResponder(lambda name: self.webroot)
 
     def tearDown(self):
-        return gatherResults([self.listening.stopListening(), self.pool.closeCachedConnections()])
+        stopping = [self.pool.closeCachedConnections()]
+        if self.listening is not None:
+            stopping.append(self.listening.stopListening())
+        return gatherResults(stopping)
 
     def make_client(self, account_key=None, account_url=None) -> ACMEClient:
         return ACMEClient.create(

@@ -145,7 +145,7 @@ class EmulatorTests(TestCase):
         setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, uapi, "--output=json"]
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv + ["DomainInfo", "list_domains"], env={})
         self.assertEqual(code, 1, err)
-        self.assertIn(b"is not a cPanel user on this server", err)
+        self.assertIn(b"the emulated cPanel service is not running", err)
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv + ["--user=alice", "DomainInfo", "list_domains"], env={})
         self.assertEqual((code, err.strip()), (1, b"uapi: only root may act as another user with --user"))
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv[:4] + [self.server.path("bin", "whmapi1"), "listaccts"], env={})

@@ -74,6 +74,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from twisted.internet import reactor
 
+    from lecp.testing.cpanel.adminbin import listen_adminbin
     from lecp.testing.cpanel.cpsrvd import listen_front
     from lecp.testing.cpanel.server import Server
     from lecp.testing.cpanel.web import listen_web
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     server = Server(args.dir)
     web = listen_web(reactor, args.web_port, server)
     front = listen_front(reactor, args.cpsrvd_port, server)
+    listen_adminbin(reactor, server)
     print(json.dumps({"web_port": web.getHost().port, "cpsrvd_port": front.getHost().port}), flush=True)
     reactor.run()
     return 0

@@ -106,19 +106,28 @@ def uapi_main(argv: list[str], root: str) -> int:
         raise SystemExit("usage: uapi [--output=json|jsonpretty|yaml] [--user=USER] Module function [key=value ...]")
     server = Server(root)
     euid = os.geteuid()
-    if euid == 0:
-        user = options.get("user")
-        if not user:
-            raise SystemExit("uapi: --user is required when running as root")
-    else:
-        user = pwd.getpwuid(euid).pw_name
+    args = _arguments(options, rest[2:], "uapi")
+    if euid != 0:
+        # As on cPanel, an ordinary user's call is run by the privileged side, which knows the
+        # caller from the socket, not from anything the caller says.
+        try:
+            user = pwd.getpwuid(euid).pw_name
+        except KeyError:
+            raise SystemExit("uapi: your Unix user is unknown to this server") from None
         if options.get("user") not in (None, user):
             raise SystemExit("uapi: only root may act as another user with --user")
+        from lecp.testing.cpanel.adminbin import call_as_user
+
+        _print(call_as_user(server, rest[0], rest[1], args), output)
+        return 0
+    user = options.get("user")
+    if not user:
+        raise SystemExit("uapi: --user is required when running as root")
     try:
         server.account(user)
     except NoSuchAccount:
         raise SystemExit(f"uapi: “{user}” is not a cPanel user on this server") from None
-    _print(uapi.call(server, user, rest[0], rest[1], _arguments(options, rest[2:], "uapi")), output)
+    _print(uapi.call(server, user, rest[0], rest[1], args), output)
     return 0
 
 

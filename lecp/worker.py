@@ -1,0 +1,114 @@
+"""
+One job for one cPanel user, run as that user:
+
+    echo '{"job": "renew", "vhost": "example.com"}' | python -m lecp.worker
+
+The daemon starts it with the user's uid, gid and groups and a clean environment; it reads the
+job as JSON on standard input and prints the outcome as one line of JSON. It refuses to run as
+root. Jobs: issue (vhost, names, key_type, dry_run, skip_failed_names, deadline), resume, renew
+(vhost, names, skip_failed_names, deadline), remove (vhost, revoke), reinstall (vhost,
+preferred_issuer), reuse (source, target), remove_reuse (vhost).
+Exit status: 0 with an outcome (even a failed one), 2 for a refused job, 1 when the worker failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import sys
+
+JOBS = {
+    "issue": ("vhost", "names", "key_type", "dry_run", "skip_failed_names", "deadline"),
+    "resume": ("vhost", "deadline"),
+    "renew": ("vhost", "names", "skip_failed_names", "deadline"),
+    "remove": ("vhost", "revoke"),
+    "reinstall": ("vhost", "preferred_issuer"),
+    "reuse": ("source", "target"),
+    "remove_reuse": ("vhost",),
+}
+
+
+def _emit(value: dict) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def parse_job(text: str) -> tuple[str, dict]:
+    """The job name and its arguments; ValueError with the reason when malformed."""
+    try:
+        request = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"the job is not JSON ({e})") from None
+    if not isinstance(request, dict) or request.get("job") not in JOBS:
+        raise ValueError(f"the job must be an object whose 'job' is one of {', '.join(JOBS)}")
+    allowed = JOBS[request["job"]]
+    unknown = set(request) - set(allowed) - {"job"}
+    if unknown:
+        raise ValueError(f"unknown argument(s) for {request['job']}: {', '.join(sorted(unknown))}")
+    arguments = {k: request[k] for k in allowed if k in request}
+    if request["job"] == "remove_reuse":
+        arguments = {"target": arguments.get("vhost", "")}
+    return request["job"], arguments
+
+
+async def run_job(reactor, job: str, arguments: dict) -> dict:
+    from lecp.config import load
+    from lecp.cpanel import CPanel, UAPICommand
+    from lecp.issuance import Jobs
+    from lecp.store import Store
+
+    config = load()
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    jobs = Jobs.create(reactor, config, Store(home), CPanel(UAPICommand(reactor, executable=config.uapi)))
+    outcome = await getattr(jobs, job)(**arguments)
+    return outcome.to_json()
+
+
+def main(argv=None) -> int:
+    if os.geteuid() == 0:
+        _emit({"outcome": "error", "message": "lecp.worker refuses to run as root: it runs jobs as the account's user"})
+        return 1
+    try:
+        job, arguments = parse_job(sys.stdin.read(1024 * 1024))
+    except ValueError as e:
+        _emit({"outcome": "refused", "message": str(e), "status": 400})
+        return 2
+    from twisted.internet import defer, task
+
+    from lecp.config import ConfigError
+    from lecp.outcome import Refused
+    from lecp.store import StoreError
+
+    status = []
+
+    def run(reactor):
+        d = defer.Deferred.fromCoroutine(run_job(reactor, job, arguments))
+
+        def done(result):
+            _emit(result)
+            status.append(0)
+
+        def failed(failure):
+            if failure.check(Refused):
+                _emit(failure.value.to_json())
+                status.append(2)
+            elif failure.check(ConfigError, StoreError):
+                _emit({"outcome": "error", "message": str(failure.value)})
+                status.append(1)
+            else:
+                _emit({"outcome": "error", "message": f"unexpected error: {failure.getErrorMessage()}"})
+                failure.printTraceback(file=sys.stderr)
+                status.append(1)
+
+        return d.addCallbacks(done, failed)
+
+    try:
+        task.react(run)
+    except SystemExit:
+        pass
+    return status[0] if status else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

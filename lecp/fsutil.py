@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 
 def fsync_directory(path: str) -> None:
@@ -24,7 +23,7 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> N
     the rename is atomic; it is removed if anything fails, and the old file stays intact until
     the rename.
     """
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
     try:
         try:

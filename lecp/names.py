@@ -40,7 +40,7 @@ def normalise(name: str) -> str:
             name = idna.encode(name, uts46=True).decode("ascii")
         except (idna.IDNAError, UnicodeError) as e:
             raise BadName(f"{original}: not a valid internationalised domain name ({e})") from None
-    if re.fullmatch(r"[0-9.]+", name) or ":" in name:
+    if re.fullmatch(r"[0-9.]+", name) or (":" in name and re.fullmatch(r"[0-9a-f:.]+", name)):
         raise BadName(f"{original}: IP addresses cannot be secured here; use a domain name")
     labels = name.split(".")
     if len(labels) < 2:

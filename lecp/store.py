@@ -15,7 +15,6 @@ Deliberately free of Twisted and cryptography: the page imports this on every vi
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -411,26 +410,13 @@ class Store:
         finally:
             os.close(dir_fd)
 
-    @contextlib.contextmanager
-    def update(self):
+    def update(self) -> "_Update":
         """
-        Lock, read, let the caller change the document, and write it back atomically if it
-        changed. Keep the block short: never wait on the network inside it.
+        C{with store.update() as document:} locks, reads, lets the caller change the document,
+        and writes it back atomically if it changed (not if the block raised). Keep the block
+        short: never wait on the network inside it.
         """
-        dir_fd = self._open_folder(create=True)
-        try:
-            lock = self._open_file(dir_fd, LOCK, os.O_RDWR | os.O_CREAT)
-            try:
-                self._lock(lock)
-                document = self._read(dir_fd)
-                before = json.dumps(document.raw, sort_keys=True)
-                yield document
-                if json.dumps(document.raw, sort_keys=True) != before:
-                    atomic_write_at(dir_fd, DOCUMENT, document.serialise(), 0o600)
-            finally:
-                os.close(lock)  # releases the flock
-        finally:
-            os.close(dir_fd)
+        return _Update(self)
 
     def _lock(self, fd: int) -> None:
         deadline = time.monotonic() + LOCK_TIMEOUT
@@ -445,3 +431,39 @@ class Store:
                                     "try again in a minute") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+
+
+class _Update:
+    """The context manager of L{Store.update} (a class: contextlib costs a page view 10 ms)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.dir_fd = self.lock = None
+
+    def __enter__(self) -> Document:
+        self.dir_fd = self.store._open_folder(create=True)
+        try:
+            self.lock = self.store._open_file(self.dir_fd, LOCK, os.O_RDWR | os.O_CREAT)
+            self.store._lock(self.lock)
+            self.document = self.store._read(self.dir_fd)
+        except BaseException:
+            self._close()
+            raise
+        self.before = json.dumps(self.document.raw, sort_keys=True)
+        return self.document
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None and json.dumps(self.document.raw, sort_keys=True) != self.before:
+                atomic_write_at(self.dir_fd, DOCUMENT, self.document.serialise(), 0o600)
+        finally:
+            self._close()
+        return False
+
+    def _close(self) -> None:
+        if self.lock is not None:
+            os.close(self.lock)  # releases the flock
+            self.lock = None
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None

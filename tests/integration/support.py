@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sysconfig
 import tempfile
 import uuid
 
@@ -64,3 +67,41 @@ class PebbleTestCase(TestCase):
             self.http, self.reactor, self.pebble.directory_url,
             account_key or generate_private_key("ecdsa:p-256"), account_url=account_url,
         )
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+_portable = []
+
+
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def portable_python() -> tuple[str, list[str]]:
+    """
+    A Python any Unix user can run, and the sys.path entries that give it lecp and its
+    dependencies from a world-readable copy. The test's own interpreter and checkout may sit
+    below folders only root can enter (a pyenv under /root, say), as a real install never does.
+    """
+    if not _portable:
+        if not os.access(SYSTEM_PYTHON, os.X_OK):
+            raise RuntimeError(f"{SYSTEM_PYTHON} is missing: the privilege tests need Debian's python3")
+        base = tempfile.mkdtemp(prefix="lecp-pyenv-")
+        atexit.register(shutil.rmtree, base, True)
+        import lecp
+
+        site = os.path.join(base, "site")
+        shutil.copytree(sysconfig.get_paths()["purelib"], site, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns("*.pth", "__pycache__", "_pytest", "pip", "lecp*"))
+        shutil.copytree(os.path.dirname(lecp.__file__), os.path.join(base, "src", "lecp"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for folder, dirs, files in os.walk(base):
+            os.chmod(folder, 0o755)
+            for name in files:
+                path = os.path.join(folder, name)
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+        _portable.extend([SYSTEM_PYTHON, [os.path.join(base, "src"), site]])
+    return _portable[0], _portable[1]

@@ -18,7 +18,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from lecp.cpanel import CPanel, CPanelError, LiveAPI, UAPICommand, WHM, WHMAPICommand
+from lecp.cpanel.blocking import BlockingLiveAPI, run_now
 from lecp.keys import certificate_to_pem, generate_private_key, make_self_signed_certificate, private_key_to_pem
+from lecp.testing.cpanel.adminbin import listen_adminbin
 from lecp.testing.cpanel.build import DEFAULT_PASSWORD, create_server
 from lecp.testing.cpanel.cpsrvd import listen_front, theme_root
 from lecp.testing.cpanel.liveapi import listen_liveapi
@@ -71,6 +73,7 @@ class EmulatorTests(TestCase):
             listen_web(reactor, 0, self.server),
             listen_liveapi(reactor, self.socket_path, self.server, "alice"),
             listen_front(reactor, 0, self.server),
+            listen_adminbin(reactor, self.server),
         ]
         self.web_port = self.listening[0].getHost().port
         self.front_port = self.listening[2].getHost().port
@@ -94,6 +97,10 @@ class EmulatorTests(TestCase):
         through_live = await CPanel(self.live).virtual_hosts()
         through_uapi = await CPanel(self.uapi).virtual_hosts()
         self.assertEqual(through_live, through_uapi)
+        blocking = BlockingLiveAPI(self.socket_path)
+        self.addCleanup(blocking.close)
+        through_blocking = await self.reactor_thread(lambda: run_now(CPanel(blocking).virtual_hosts()))
+        self.assertEqual(through_blocking, through_live)
         self.assertEqual([h.name for h in through_live], ["alice.test", "shop.test", "blog.alice.test"])
         accounts = await self.whm.accounts()
         self.assertEqual([a.user for a in accounts], ["alice", "bob"])
@@ -115,6 +122,12 @@ class EmulatorTests(TestCase):
             response = await self.http.get(url, headers={"Host": other})
             self.assertEqual(response.code, 404)
             await response.content()
+
+    def reactor_thread(self, function):
+        """Run blocking code off the reactor thread (the socket server answers on the reactor)."""
+        from twisted.internet.threads import deferToThread
+
+        return deferToThread(function)
 
     async def test_user_cannot_reach_another_account(self):
         """Through alice's LiveAPI socket and uapi, bob's domains cannot be read, installed on or removed."""
@@ -145,7 +158,7 @@ class EmulatorTests(TestCase):
         setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, uapi, "--output=json"]
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv + ["DomainInfo", "list_domains"], env={})
         self.assertEqual(code, 1, err)
-        self.assertIn(b"the emulated cPanel service is not running", err)
+        self.assertIn("“nobody” is not a cPanel user on this server".encode(), err)
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv + ["--user=alice", "DomainInfo", "list_domains"], env={})
         self.assertEqual((code, err.strip()), (1, b"uapi: only root may act as another user with --user"))
         out, err, code = await getProcessOutputAndValue("/usr/bin/setpriv", setpriv[:4] + [self.server.path("bin", "whmapi1"), "listaccts"], env={})

@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from lecp.testing.cpanel import uapi
-from lecp.testing.cpanel.server import NoSuchAccount, Server
+from lecp.testing.cpanel.server import NoSuchAccount, RemovingFolderOnStop, Server
 
 MAX_REQUEST = 64 * 1024 * 1024
 log = Logger()
@@ -71,7 +71,7 @@ def listen_adminbin(reactor, server: Server):
     path = os.path.join(folder, "adminbin.sock")
     port = reactor.listenUNIX(path, Factory.forProtocol(lambda: AdminbinProtocol(server)), mode=0o666)
     server.update_settings(adminbin_socket=path)
-    return port
+    return RemovingFolderOnStop(port, folder)
 
 
 def call_as_user(server: Server, module: str, function: str, args: dict) -> dict:

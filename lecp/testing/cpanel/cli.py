@@ -147,17 +147,22 @@ def whmapi1_main(argv: list[str], root: str) -> int:
 SCRIPT = """#!{python}
 # The emulated cPanel's {name} for the server in {root}; made by python -m lecp.testing.cpanel init.
 import sys
+sys.path[:0] = {paths!r}
 from lecp.testing.cpanel.cli import {function}
 sys.exit({function}(sys.argv[1:], {root!r}))
 """
 
 
-def write_scripts(root: str) -> None:
-    """Write C{ROOT/bin/uapi} and C{ROOT/bin/whmapi1}, run by this Python."""
+def write_scripts(root: str, python: str | None = None, paths: tuple = ()) -> None:
+    """
+    Write C{ROOT/bin/uapi} and C{ROOT/bin/whmapi1}, run by C{python} (this one by default) with
+    C{paths} put first on C{sys.path} (for an interpreter every Unix user can run).
+    """
     folder = os.path.join(root, "bin")
     os.makedirs(folder, exist_ok=True)
     for name, function in (("uapi", "uapi_main"), ("whmapi1", "whmapi1_main")):
         path = os.path.join(folder, name)
         with open(path, "w") as f:
-            f.write(SCRIPT.format(python=sys.executable, name=name, root=os.path.abspath(root), function=function))
+            f.write(SCRIPT.format(python=python or sys.executable, name=name, root=os.path.abspath(root),
+                                  function=function, paths=list(paths)))
         os.chmod(path, 0o755)

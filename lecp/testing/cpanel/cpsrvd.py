@@ -26,7 +26,7 @@ from twisted.web.static import File
 from twisted.web.template import flattenString, tags
 
 from lecp.testing.cpanel.liveapi import listen_liveapi
-from lecp.testing.cpanel.server import VERSION, NoSuchAccount, Server, check_password
+from lecp.testing.cpanel.server import VERSION, NoSuchAccount, RemovingFolderOnStop, Server, check_password
 
 THEME = "jupiter"
 COOKIE = "cpsession"
@@ -331,6 +331,7 @@ class _QuietSite(web_server.Site):
 
 def listen_front(reactor, port: int, server: Server, extra_env: dict | None = None, interface: str = "127.0.0.1"):
     """Serve the cpsrvd front on C{interface:port}; records the port in C{server.json}."""
-    listening = reactor.listenTCP(port, _QuietSite(Front(server, reactor, extra_env)), interface=interface)
+    front = Front(server, reactor, extra_env)
+    listening = reactor.listenTCP(port, _QuietSite(front), interface=interface)
     server.update_settings(cpsrvd_port=listening.getHost().port)
-    return listening
+    return RemovingFolderOnStop(listening, front.run_dir)

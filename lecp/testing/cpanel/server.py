@@ -220,3 +220,24 @@ def userdata(account: dict, host: dict) -> dict:
         "customlog": [{"format": "combined", "target": f"/etc/apache2/logs/domlogs/{host['servername']}"}],
         "scriptalias": [{"path": f"{host['documentroot']}/cgi-bin", "url": "/cgi-bin/"}],
     }
+
+
+class RemovingFolderOnStop:
+    """A listening port that also removes a (socket) folder when it stops listening."""
+
+    def __init__(self, port, folder: str):
+        self.port, self.folder = port, folder
+
+    def getHost(self):
+        return self.port.getHost()
+
+    def stopListening(self):
+        import shutil
+
+        d = self.port.stopListening()
+
+        def remove(result):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return result
+
+        return d.addBoth(remove) if d is not None else remove(None)

@@ -1,0 +1,190 @@
+"""
+The privilege model with real Unix accounts made for the test (root needed, as in CI): the
+worker runs as the user and its files belong to the user; a user who plants symlinks cannot make
+the worker or root read or write through them; the worker refuses root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import ProcessProtocol
+
+from lecp.cpanel import CPanel, UAPICommand
+from lecp.saferead import UnsafePath, read_beneath
+from lecp.store import DOCUMENT
+from lecp.testing.cpanel.adminbin import listen_adminbin
+from lecp.testing.cpanel.build import create_server
+from lecp.testing.cpanel.cli import write_scripts
+from lecp.testing.cpanel.web import listen_web
+from lecp.testing.pebble import PebbleSettings
+from tests.integration.support import PebbleTestCase, portable_python
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self, stdin: bytes, done: Deferred):
+        self.stdin, self.done, self.out, self.err = stdin, done, [], []
+
+    def connectionMade(self):
+        self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data):
+        self.out.append(data)
+
+    def errReceived(self, data):
+        self.err.append(data)
+
+    def processEnded(self, reason):
+        self.done.callback((b"".join(self.out), b"".join(self.err), reason.value.exitCode))
+
+
+class PrivilegeTests(PebbleTestCase):
+    """Throwaway accounts on a real system, an emulated cPanel that knows them, and Pebble."""
+
+    settings = PebbleSettings(nosleep=True)
+    serve_webroot = False
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to create throwaway Unix accounts (CI runs as root)")
+        super().setUp()
+        self.base = tempfile.mkdtemp(prefix="lecp-priv-")
+        os.chmod(self.base, 0o755)
+        self.users = []
+        for _ in range(2):
+            name = "lt" + secrets.token_hex(4)
+            subprocess.run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", "-d",
+                            os.path.join(self.base, "cpanel", "home", name), name], check=True)
+            self.users.append(name)
+        self.server = create_server(os.path.join(self.base, "cpanel"), {
+            "hostname": "server.lecp.test", "self_signed_key_type": "ecdsa:p-256",
+            "accounts": [{"user": self.users[0], "domain": f"{self.users[0]}.test"},
+                         {"user": self.users[1], "domain": f"{self.users[1]}.test"}]})
+        self.python, self.python_path = portable_python()
+        write_scripts(self.server.root, self.python, self.python_path)
+        for folder in (self.server.root, self.server.path("bin")):
+            os.chmod(folder, 0o755)
+        self.user = pwd.getpwnam(self.users[0])
+        self.home = self.server.account(self.users[0])["home"]
+        self.ports = [listen_web(self.reactor, self.pebble.http_port, self.server), listen_adminbin(self.reactor, self.server)]
+        ca = os.path.join(self.base, "pebble-ca.pem")
+        shutil.copy(self.pebble.ca_bundle, ca)
+        os.chmod(ca, 0o644)
+        self.config = os.path.join(self.base, "lecp.toml")
+        with open(self.config, "w") as f:
+            f.write(f'[acme]\ndirectory = "{self.pebble.directory_url}"\nca_bundle = "{ca}"\n'
+                    f'[certificates]\nkey_type = "ecdsa:p-256"\n'
+                    f'[preflight]\nport = {self.pebble.http_port}\nresolve = "dns:127.0.0.1:{self.pebble.dns_port}"\n'
+                    f'[paths]\nuapi = "{self.server.path("bin", "uapi")}"\n'
+                    f'daemon_socket = "{os.path.join(self.base, "none.sock")}"\n')
+        os.chmod(self.config, 0o644)
+
+    def tearDown(self):
+        stopping = [p.stopListening() for p in getattr(self, "ports", [])]
+        d = gatherResults(stopping).addBoth(lambda r: (self._cleanup(), r)[1])
+        d.addCallback(lambda _: super(PrivilegeTests, self).tearDown())
+        return d
+
+    def _cleanup(self):
+        for name in getattr(self, "users", []):
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+        shutil.rmtree(getattr(self, "base", "/nonexistent"), ignore_errors=True)
+
+    def run_worker(self, job: dict, user=None) -> Deferred:
+        """Start lecp.worker as the daemon would: the user's uid, gid and groups, a clean environment."""
+        user = user or self.user
+        done = Deferred()
+        env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config, "LANG": "C.UTF-8",
+               "PYTHONPATH": ":".join(self.python_path)}
+        self.reactor.spawnProcess(_Collect(json.dumps(job).encode(), done), self.python,
+                                  [self.python, "-m", "lecp.worker"], env=env, path="/",
+                                  uid=user.pw_uid if user else None, gid=user.pw_gid if user else None)
+        return done
+
+    async def test_worker_issues_as_the_user(self):
+        """The worker's store, its folders and the challenge folders belong to the user; root reads the store safely."""
+        vhost = f"{self.users[0]}.test"
+        out, err, code = await self.run_worker({"job": "issue", "vhost": vhost, "names": [f"www.{vhost}"]})
+        self.assertEqual(code, 0, err.decode()[-3000:])
+        outcome = json.loads(out)
+        self.assertEqual(outcome["outcome"], "issued", outcome)
+        store_path = os.path.join(self.home, ".cpanel", "nvdata", DOCUMENT)
+        for path in (store_path, os.path.dirname(store_path), os.path.dirname(os.path.dirname(store_path))):
+            self.assertEqual(os.stat(path).st_uid, self.user.pw_uid, path)
+        self.assertEqual(stat.S_IMODE(os.stat(store_path).st_mode), 0o600)
+        challenges = os.path.join(self.server.account(self.users[0])["main_domain"]["documentroot"], ".well-known")
+        self.assertEqual(os.stat(challenges).st_uid, self.user.pw_uid)
+        document = json.loads(read_beneath(self.home, f".cpanel/nvdata/{DOCUMENT}", self.user.pw_uid))
+        self.assertIn(vhost, document["certs"])
+        hosts = await CPanel(UAPICommand(self.reactor, user=self.users[0], executable=self.server.path("bin", "uapi"))).installed_hosts()
+        self.assertEqual([h.servername for h in hosts], [vhost])
+
+    async def test_symlinked_nvdata_refused(self):
+        """A user who points ~/.cpanel/nvdata at a root-owned folder gets a clear refusal; nothing is written there."""
+        target = tempfile.mkdtemp(prefix="lecp-root-")
+        self.addCleanup(shutil.rmtree, target, True)
+        os.chmod(target, 0o777)  # even a writable root-owned folder must not be used
+        os.makedirs(os.path.join(self.home, ".cpanel"), exist_ok=True)
+        os.chown(os.path.join(self.home, ".cpanel"), self.user.pw_uid, self.user.pw_gid)
+        nvdata = os.path.join(self.home, ".cpanel", "nvdata")
+        if os.path.isdir(nvdata) and not os.path.islink(nvdata):
+            shutil.rmtree(nvdata)
+        os.symlink(target, nvdata)
+        os.lchown(nvdata, self.user.pw_uid, self.user.pw_gid)
+        out, err, code = await self.run_worker({"job": "issue", "vhost": f"{self.users[0]}.test"})
+        outcome = json.loads(out)
+        self.assertEqual((code, outcome["outcome"]), (1, "error"), err)
+        self.assertIn("is a symlink or not a folder", outcome["message"])
+        self.assertEqual(os.listdir(target), [])
+        with self.assertRaises(UnsafePath):
+            read_beneath(self.home, f".cpanel/nvdata/{DOCUMENT}", self.user.pw_uid)
+
+    async def test_symlinked_well_known_refused(self):
+        """A .well-known pointing at a root-owned folder: the pre-flight reports it and nothing is written there."""
+        target = tempfile.mkdtemp(prefix="lecp-root-")
+        self.addCleanup(shutil.rmtree, target, True)
+        os.chmod(target, 0o777)
+        docroot = self.server.account(self.users[0])["main_domain"]["documentroot"]
+        os.symlink(target, os.path.join(docroot, ".well-known"))
+        os.lchown(os.path.join(docroot, ".well-known"), self.user.pw_uid, self.user.pw_gid)
+        out, err, code = await self.run_worker({"job": "issue", "vhost": f"{self.users[0]}.test"})
+        outcome = json.loads(out)
+        self.assertEqual(outcome["outcome"], "preflight_failed", outcome)
+        self.assertIn("could not be written", outcome["problems"][0]["reason"])
+        self.assertEqual(os.listdir(target), [])
+
+    async def test_symlinked_document_refused_by_root_reader(self):
+        """Root's reader refuses a store document that the user replaced with a link to a root-only file."""
+        folder = os.path.join(self.home, ".cpanel", "nvdata")
+        os.makedirs(folder, exist_ok=True)
+        for path in (os.path.dirname(folder), folder):
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+        os.symlink("/etc/shadow", os.path.join(folder, DOCUMENT))
+        os.lchown(os.path.join(folder, DOCUMENT), self.user.pw_uid, self.user.pw_gid)
+        with self.assertRaises(UnsafePath):
+            read_beneath(self.home, f".cpanel/nvdata/{DOCUMENT}", self.user.pw_uid)
+
+    async def test_user_cannot_act_on_another_account(self):
+        """The first user's worker cannot issue for the second user's domain."""
+        out, err, code = await self.run_worker({"job": "issue", "vhost": f"{self.users[1]}.test"})
+        outcome = json.loads(out)
+        self.assertEqual((code, outcome["outcome"], outcome["status"]), (2, "refused", 404), err)
+
+    async def test_worker_refuses_root(self):
+        """Started as root, the worker refuses to run."""
+        done = Deferred()
+        self.reactor.spawnProcess(_Collect(b"{}", done), sys.executable, [sys.executable, "-m", "lecp.worker"],
+                                  env={"PATH": "/usr/bin:/bin"}, path="/")
+        out, err, code = await done
+        self.assertEqual(code, 1)
+        self.assertIn("refuses to run as root", json.loads(out)["message"])

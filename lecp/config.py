@@ -41,11 +41,42 @@ class Config:
     preflight_port: int = 80
     preflight_timeout: float = 10.0
     preflight_resolve: str = ""
+    # [renewal]
+    renewal_interval: float = 12 * 3600.0
+    first_pass_delay: float = 480.0
+    remaining_fraction: float = 1 / 3
+    renew_within_days: float = 30.0
+    concurrency: int = 4
+    backoff: tuple = (60.0, 600.0, 6000.0, 86400.0)
+    alert_days: float = 7.0
+    worker_timeout: float = 600.0
+    orders_interval: float = 300.0
+    # [mail]
+    mail: bool = True
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password_file: str = ""
+    mail_from: str = ""
+    admin_email: str = "root@localhost"
+    failure_mail_interval: float = 48 * 3600.0
+    summary_interval: float = 7 * 86400.0
+    # [health]
+    health_port: int = 8765
+    # [hostcert]
+    hostcert: bool = True
+    hostcert_names: tuple = ()
+    hostcert_docroot: str = "/var/www/html"
+    hostcert_services: tuple = ("cpanel", "exim", "dovecot", "ftp")
     # [paths]
     daemon_socket: str = "/run/lecp/lecp.sock"
     state_dir: str = "/var/lib/lecp"
     uapi: str = "/usr/local/cpanel/bin/uapi"
     whmapi1: str = "/usr/local/cpanel/bin/whmapi1"
+    apache_tls: str = "/var/cpanel/ssl/apache_tls"
+    userdatadomains: str = "/etc/userdatadomains.json"
+    worker_python: str = ""
     source: str = ""
 
     @property
@@ -119,6 +150,46 @@ def _resolve(value, where):
     return value
 
 
+def _int(low, high):
+    def check(value, where):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{where}: must be a whole number from {low} to {high}, got {value!r}")
+        return value
+    return check
+
+
+def _backoff(value, where):
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
+                                                       for v in value):
+        raise ConfigError(f"{where}: must be a list of positive seconds such as [60, 600, 6000, 86400], got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _email(value, where):
+    value = _text(value, where)
+    if value and ("@" not in value or any(c in value for c in " \r\n<>,;")):
+        raise ConfigError(f"{where}: must be one e-mail address, got {value!r}")
+    return value
+
+
+def _names(value, where):
+    from lecp.names import BadName, normalise
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: must be a list of domain names, got {value!r}")
+    try:
+        return tuple(normalise(v) for v in value)
+    except BadName as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _services(value, where):
+    allowed = ("cpanel", "exim", "dovecot", "ftp")
+    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
+        raise ConfigError(f"{where}: must be a non-empty list from {list(allowed)}, got {value!r}")
+    return tuple(value)
+
+
 def _path(value, where):
     value = _text(value, where)
     if value and not value.startswith("/"):
@@ -139,7 +210,34 @@ _KEYS = {
     ("preflight", "port"): ("preflight_port", _port),
     ("preflight", "timeout"): ("preflight_timeout", _number(1, 120)),
     ("preflight", "resolve"): ("preflight_resolve", _resolve),
+    ("renewal", "interval"): ("renewal_interval", _number(60, 7 * 86400)),
+    ("renewal", "first_pass_delay"): ("first_pass_delay", _number(0, 86400)),
+    ("renewal", "remaining_fraction"): ("remaining_fraction", _number(0.05, 0.9)),
+    ("renewal", "renew_within_days"): ("renew_within_days", _number(0, 60)),
+    ("renewal", "concurrency"): ("concurrency", _int(1, 64)),
+    ("renewal", "backoff"): ("backoff", _backoff),
+    ("renewal", "alert_days"): ("alert_days", _number(0, 60)),
+    ("renewal", "worker_timeout"): ("worker_timeout", _number(10, 3600)),
+    ("renewal", "orders_interval"): ("orders_interval", _number(5, 86400)),
+    ("mail", "enabled"): ("mail", _bool),
+    ("mail", "host"): ("smtp_host", _text),
+    ("mail", "port"): ("smtp_port", _port),
+    ("mail", "starttls"): ("smtp_starttls", _bool),
+    ("mail", "username"): ("smtp_username", _text),
+    ("mail", "password_file"): ("smtp_password_file", _path),
+    ("mail", "from"): ("mail_from", _email),
+    ("mail", "admin"): ("admin_email", _email),
+    ("mail", "failure_interval"): ("failure_mail_interval", _number(0, 30 * 86400)),
+    ("mail", "summary_interval"): ("summary_interval", _number(3600, 90 * 86400)),
+    ("health", "port"): ("health_port", _port),
+    ("hostcert", "enabled"): ("hostcert", _bool),
+    ("hostcert", "extra_names"): ("hostcert_names", _names),
+    ("hostcert", "docroot"): ("hostcert_docroot", _path),
+    ("hostcert", "services"): ("hostcert_services", _services),
     ("paths", "daemon_socket"): ("daemon_socket", _path),
+    ("paths", "apache_tls"): ("apache_tls", _path),
+    ("paths", "userdatadomains"): ("userdatadomains", _path),
+    ("paths", "worker_python"): ("worker_python", _path),
     ("paths", "state_dir"): ("state_dir", _path),
     ("paths", "uapi"): ("uapi", _path),
     ("paths", "whmapi1"): ("whmapi1", _path),

@@ -59,7 +59,7 @@ def chain_issuer(chain_pem: str) -> str:
 
 
 def record_from_issuance(vhost: str, names, key_pem: str, issued: IssuedCertificate, key_type: str,
-                         directory: str, previous: CertRecord | None = None) -> CertRecord:
+                         directory: str, previous: CertRecord | None = None, vhost_domains=()) -> CertRecord:
     """The store record for a freshly issued certificate (keeping the user's chain choice)."""
     pems = split_pem_chain(issued.fullchain_pem)
     leaf, chain = pems[0], join_pem_chain(pems[1:])
@@ -73,7 +73,7 @@ def record_from_issuance(vhost: str, names, key_pem: str, issued: IssuedCertific
         expiry=int(facts.not_after.timestamp()), alt_names=tuple(n for n in names if n != vhost),
         alternate_chains=alternates, preferred_issuer=previous.preferred_issuer if previous else "",
         key_type=key_type, issuer=facts.issuer_common_name or "", not_before=int(facts.not_before.timestamp()),
-        directory=directory,
+        directory=directory, vhost_domains=tuple(vhost_domains),
         extra=previous.extra if previous else {},
     )
 
@@ -336,7 +336,7 @@ class Jobs(ManagementJobs):
         """Store the certificate (and forget the pending order), then install it and record cPanel's ids."""
         with self.store.update() as document:
             previous = document.certificate(host.name)
-            record = record_from_issuance(host.name, names, key_pem, issued, key_type, directory, previous)
+            record = record_from_issuance(host.name, names, key_pem, issued, key_type, directory, previous, host.domains)
             document.put_certificate(record)
             document.remove_pending(host.name)
             targets = document.reuse_targets(host.name)
@@ -405,28 +405,35 @@ class Jobs(ManagementJobs):
         self._remember_account(client, pending.directory)
         return await self._complete(host, list(pending.names), pending.key_pem, pending.key_type, pending.directory, result)
 
-    async def renew(self, vhost: str, names=None, skip_failed_names: bool = False, deadline: float | None = None) -> Outcome:
+    async def renew(self, vhost: str, names=None, optional_names=(), skip_failed_names: bool = False,
+                    deadline: float | None = None) -> Outcome:
         """
         Renew C{vhost}'s certificate with the same private key (as the original specification
-        asks) and ARI's C{replaces} when the CA offers ARI; C{names} replaces the name list when given.
+        asks) and ARI's C{replaces} when the CA offers ARI.
+
+        @param names: the names to renew for (default: the certificate's).
+        @param optional_names: names to add (say, a domain newly parked on the website), left out
+            when they fail the pre-flight; the certificate's own names are never dropped silently.
         """
         record = self.store.read().certificate(vhost)
         if record is None:
             raise Refused(f"lecp has no certificate for {vhost} to renew", 404)
         host = await self.find_vhost(vhost)
-        names = await self._checked_names(host, names if names is not None else record.names)
+        required = await self._checked_names(host, names if names is not None else record.names)
+        optional = [n for n in await self._checked_names(host, optional_names) if n not in required]
+        names = required + optional
         self._claim(vhost, "renewal")
         try:
             results = await self._preflight(host, names)
             failed = {r.name: r for r in results if not r.ok}
-            if failed:
+            problems = tuple(NameProblem(r.name, r.reason, r.advice) for r in failed.values())
+            if any(n in failed for n in required):
                 passing = [n for n in names if n not in failed]
                 if not skip_failed_names or host.name not in passing:
-                    problems = tuple(NameProblem(r.name, r.reason, r.advice) for r in failed.values())
                     return Outcome(PREFLIGHT_FAILED, vhost, "These names no longer reach this server: "
                                    + ", ".join(failed) + ".", "Fix their DNS, or remove them, before the certificate expires.",
                                    names=tuple(names), problems=problems)
-                names = passing
+            names = [n for n in names if n not in failed]
             directory = self.config.acme_directory
             replaces = None
             client = await self._client(directory)

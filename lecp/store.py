@@ -78,6 +78,7 @@ class CertRecord:
     not_before: int = 0
     directory: str = ""
     renewal: dict = attrs.field(factory=dict)
+    vhost_domains: tuple = ()
     extra: dict = attrs.field(factory=dict)
 
     @property
@@ -93,7 +94,7 @@ class CertRecord:
     def from_json(cls, vhost: str, data: dict) -> "CertRecord":
         known = {"domain", "url", "key", "cert", "issuer", "key_id", "cert_id", "cert_expiry", "alt_names",
                  "challenge_method", "alternate_chains", "preferred_issuer", "lecp_key_type", "lecp_issuer",
-                 "lecp_not_before", "lecp_directory", "lecp_renewal"}
+                 "lecp_not_before", "lecp_directory", "lecp_renewal", "lecp_vhost_domains"}
         return cls(
             vhost=str(data.get("domain") or vhost),
             key_pem=str(data.get("key") or ""),
@@ -112,6 +113,7 @@ class CertRecord:
             not_before=int(data.get("lecp_not_before") or 0),
             directory=str(data.get("lecp_directory") or ""),
             renewal=dict(data.get("lecp_renewal") or {}),
+            vhost_domains=tuple(str(d) for d in data.get("lecp_vhost_domains") or ()),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -124,6 +126,7 @@ class CertRecord:
             "alternate_chains": self.alternate_chains, "preferred_issuer": self.preferred_issuer,
             "lecp_key_type": self.key_type, "lecp_issuer": self.issuer, "lecp_not_before": self.not_before,
             "lecp_directory": self.directory, "lecp_renewal": self.renewal,
+            "lecp_vhost_domains": list(self.vhost_domains),
         })
         return data
 

@@ -21,7 +21,7 @@ import sys
 JOBS = {
     "issue": ("vhost", "names", "key_type", "dry_run", "skip_failed_names", "deadline"),
     "resume": ("vhost", "deadline"),
-    "renew": ("vhost", "names", "skip_failed_names", "deadline"),
+    "renew": ("vhost", "names", "optional_names", "skip_failed_names", "deadline"),
     "remove": ("vhost", "revoke"),
     "reinstall": ("vhost", "preferred_issuer"),
     "reuse": ("source", "target"),

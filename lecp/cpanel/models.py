@@ -34,6 +34,8 @@ class VirtualHost:
     @ivar servername: Apache's ServerName (an addon's backing subdomain).
     @ivar document_root: where HTTP-01 files go for every name of this host.
     @ivar names: every name, the vhost's own first.
+    @ivar domains: the cPanel domains behind those names (main and parked, or the addon, or the
+        subdomain): what C{/etc/userdatadomains} lists for this vhost.
     """
 
     name: str
@@ -43,6 +45,7 @@ class VirtualHost:
     names: tuple
     ip: str = ""
     user: str = ""
+    domains: tuple = ()
 
     def owns(self, name: str) -> bool:
         """Whether C{name} is one of this host's names."""
@@ -76,7 +79,8 @@ def virtual_hosts_from_domains_data(data: dict) -> list[VirtualHost]:
         for parked in as_list(data.get("parked_domains")):
             _add(names, seen, parked, PARKED)
             _add(names, seen, f"www.{parked}", PARKED)
-        hosts.append(_host(main, MAIN, names))
+        domains = (names[0].name, *(as_str(p).strip().lower().rstrip(".") for p in as_list(data.get("parked_domains"))))
+        hosts.append(_host(main, MAIN, names, domains))
     for entry, kind, alias_kind in [(e, ADDON, ADDON_ALIAS) for e in as_list(data.get("addon_domains"))] + [
         (e, SUB, SUB_ALIAS) for e in as_list(data.get("sub_domains"))
     ]:
@@ -90,11 +94,11 @@ def virtual_hosts_from_domains_data(data: dict) -> list[VirtualHost]:
             _add(names, seen, entry.get("servername"), ADDON_ALIAS)
         for alias in as_str(entry.get("serveralias")).split():
             _add(names, seen, alias, alias_kind)
-        hosts.append(_host(entry, kind, names))
+        hosts.append(_host(entry, kind, names, (names[0].name,)))
     return hosts
 
 
-def _host(entry: dict, kind: str, names: list) -> VirtualHost:
+def _host(entry: dict, kind: str, names: list, domains: tuple) -> VirtualHost:
     return VirtualHost(
         name=names[0].name,
         kind=kind,
@@ -103,6 +107,7 @@ def _host(entry: dict, kind: str, names: list) -> VirtualHost:
         names=tuple(names),
         ip=as_str(entry.get("ip")),
         user=as_str(entry.get("user")),
+        domains=tuple(d for d in domains if d),
     )
 
 

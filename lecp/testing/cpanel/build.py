@@ -24,7 +24,7 @@ from lecp.fsutil import atomic_write
 from lecp.keys import certificate_to_pem, generate_private_key, make_self_signed_certificate, private_key_to_pem
 from lecp.testing.cpanel import uapi, whm
 from lecp.testing.cpanel.cli import write_scripts
-from lecp.testing.cpanel.server import SERVICES, Server, hash_password, vhosts_of
+from lecp.testing.cpanel.server import SERVICES, Server, hash_password, vhosts_of, write_userdatadomains
 
 DEFAULT_PASSWORD = "lecp-sandbox"
 
@@ -137,6 +137,7 @@ def create_server(root: str, spec: dict) -> Server:
             answer = uapi.call(server, record["user"], "SSL", "install_ssl", {"domain": host["domain"], "cert": cert, "key": key})
             if not answer["result"]["status"]:
                 raise SpecError(f"installing a self-signed certificate on {vhost}: {answer['result']['errors']}")
+    write_userdatadomains(server)
     for service in SERVICES:
         if not os.path.exists(os.path.join(server.service_dir(service), "certificate.pem")):
             cert, key = _self_signed([hostname], key_type)

@@ -241,3 +241,21 @@ class RemovingFolderOnStop:
             return result
 
         return d.addBoth(remove) if d is not None else remove(None)
+
+
+def write_userdatadomains(server: Server) -> None:
+    """C{DIR/etc/userdatadomains.json}, as cPanel keeps C{/etc/userdatadomains.json} for root."""
+    data = {}
+    for user in server.users():
+        account = server.account(user)
+        for host in vhosts_of(account):
+            kind = {"main_domain": "main", "addon_domain": "addon", "sub_domain": "sub"}[host["kind"]]
+            base = host["servername"] if kind == "addon" else host["domain"]
+            data[host["domain"]] = [user, account.get("owner", "root"), kind, base, host["documentroot"],
+                                    f"{account.get('ip', '127.0.0.1')}:80", "", "", "0", "ea-php82"]
+            if kind == "main":
+                for parked in account.get("parked_domains", []):
+                    data[parked] = [user, account.get("owner", "root"), "parked", host["domain"], host["documentroot"],
+                                    f"{account.get('ip', '127.0.0.1')}:80", "", "", "0", "ea-php82"]
+    os.makedirs(server.path("etc"), exist_ok=True)
+    atomic_write(server.path("etc", "userdatadomains.json"), _dump(data), 0o600)

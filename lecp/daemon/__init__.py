@@ -1,0 +1,1 @@
+"""The root daemon's parts: state, renewal policy, scan, workers, services, mail, health."""

@@ -76,6 +76,7 @@ class Config:
     whmapi1: str = "/usr/local/cpanel/bin/whmapi1"
     apache_tls: str = "/var/cpanel/ssl/apache_tls"
     userdatadomains: str = "/etc/userdatadomains.json"
+    passwd: str = "/etc/passwd"
     worker_python: str = ""
     source: str = ""
 
@@ -210,7 +211,7 @@ _KEYS = {
     ("preflight", "port"): ("preflight_port", _port),
     ("preflight", "timeout"): ("preflight_timeout", _number(1, 120)),
     ("preflight", "resolve"): ("preflight_resolve", _resolve),
-    ("renewal", "interval"): ("renewal_interval", _number(60, 7 * 86400)),
+    ("renewal", "interval"): ("renewal_interval", _number(1, 7 * 86400)),
     ("renewal", "first_pass_delay"): ("first_pass_delay", _number(0, 86400)),
     ("renewal", "remaining_fraction"): ("remaining_fraction", _number(0.05, 0.9)),
     ("renewal", "renew_within_days"): ("renew_within_days", _number(0, 60)),
@@ -218,7 +219,7 @@ _KEYS = {
     ("renewal", "backoff"): ("backoff", _backoff),
     ("renewal", "alert_days"): ("alert_days", _number(0, 60)),
     ("renewal", "worker_timeout"): ("worker_timeout", _number(10, 3600)),
-    ("renewal", "orders_interval"): ("orders_interval", _number(5, 86400)),
+    ("renewal", "orders_interval"): ("orders_interval", _number(1, 86400)),
     ("mail", "enabled"): ("mail", _bool),
     ("mail", "host"): ("smtp_host", _text),
     ("mail", "port"): ("smtp_port", _port),
@@ -237,6 +238,7 @@ _KEYS = {
     ("paths", "daemon_socket"): ("daemon_socket", _path),
     ("paths", "apache_tls"): ("apache_tls", _path),
     ("paths", "userdatadomains"): ("userdatadomains", _path),
+    ("paths", "passwd"): ("passwd", _path),
     ("paths", "worker_python"): ("worker_python", _path),
     ("paths", "state_dir"): ("state_dir", _path),
     ("paths", "uapi"): ("uapi", _path),

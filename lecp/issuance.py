@@ -73,7 +73,7 @@ def record_from_issuance(vhost: str, names, key_pem: str, issued: IssuedCertific
         expiry=int(facts.not_after.timestamp()), alt_names=tuple(n for n in names if n != vhost),
         alternate_chains=alternates, preferred_issuer=previous.preferred_issuer if previous else "",
         key_type=key_type, issuer=facts.issuer_common_name or "", not_before=int(facts.not_before.timestamp()),
-        directory=directory, vhost_domains=tuple(vhost_domains),
+        directory=directory, vhost_domains=tuple(vhost_domains), ari_id=facts.ari_cert_id or "",
         extra=previous.extra if previous else {},
     )
 

@@ -79,6 +79,7 @@ class CertRecord:
     directory: str = ""
     renewal: dict = attrs.field(factory=dict)
     vhost_domains: tuple = ()
+    ari_id: str = ""
     extra: dict = attrs.field(factory=dict)
 
     @property
@@ -94,7 +95,7 @@ class CertRecord:
     def from_json(cls, vhost: str, data: dict) -> "CertRecord":
         known = {"domain", "url", "key", "cert", "issuer", "key_id", "cert_id", "cert_expiry", "alt_names",
                  "challenge_method", "alternate_chains", "preferred_issuer", "lecp_key_type", "lecp_issuer",
-                 "lecp_not_before", "lecp_directory", "lecp_renewal", "lecp_vhost_domains"}
+                 "lecp_not_before", "lecp_directory", "lecp_renewal", "lecp_vhost_domains", "lecp_ari_id"}
         return cls(
             vhost=str(data.get("domain") or vhost),
             key_pem=str(data.get("key") or ""),
@@ -114,6 +115,7 @@ class CertRecord:
             directory=str(data.get("lecp_directory") or ""),
             renewal=dict(data.get("lecp_renewal") or {}),
             vhost_domains=tuple(str(d) for d in data.get("lecp_vhost_domains") or ()),
+            ari_id=str(data.get("lecp_ari_id") or ""),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -126,7 +128,7 @@ class CertRecord:
             "alternate_chains": self.alternate_chains, "preferred_issuer": self.preferred_issuer,
             "lecp_key_type": self.key_type, "lecp_issuer": self.issuer, "lecp_not_before": self.not_before,
             "lecp_directory": self.directory, "lecp_renewal": self.renewal,
-            "lecp_vhost_domains": list(self.vhost_domains),
+            "lecp_vhost_domains": list(self.vhost_domains), "lecp_ari_id": self.ari_id,
         })
         return data
 

@@ -88,16 +88,19 @@ def makeService(options, reactor=None):
     settings = Settings(config, path)
     state = State(os.path.join(config.state_dir, "lecp.sqlite3"))
     whm = WHM(WHMAPICommand(reactor, executable=config.whmapi1))
-    mailer = Mailer(reactor, config)
+    mailer = Mailer(reactor, settings)
     recorder = Recorder(reactor, settings, state, mailer)
     runner = WorkerRunner(reactor, path or "", config.concurrency, config.worker_timeout, config.worker_python)
 
     parent = service.MultiService()
     _ReloadOnHangup(settings, reactor).setServiceParent(parent)
-    renewal = RenewalService(reactor, settings, state=state, whm=whm, runner=runner, recorder=recorder)
+    from lecp.daemon.scanproc import SubprocessScanner
+
+    http = make_http_client(reactor, config.ca_bundle or None)
+    renewal = RenewalService(reactor, settings, state=state, whm=whm, runner=runner, recorder=recorder,
+                             scanner=SubprocessScanner(reactor, path or ""), http=http)
     orders = OrdersService(reactor, settings, state=state, runner=runner, recorder=recorder, reactor=reactor)
-    hostcert = HostCertService(reactor, settings, whm=whm, mailer=mailer,
-                               http=make_http_client(reactor, config.ca_bundle or None))
+    hostcert = HostCertService(reactor, settings, whm=whm, mailer=mailer, http=http)
     timed = {"renewal": renewal, "orders": orders, "hostcert": hostcert}
     for name, child in timed.items():
         child.setName(name)

@@ -135,8 +135,8 @@ class FakeMailer:
         return True
 
 
-class RenewalServiceTests(SynchronousTestCase):
-    """One pass at a time, against stores in temporary homes."""
+class RenewalFixture(SynchronousTestCase):
+    """A renewal service over one account whose home is a temporary folder; passes run one at a time."""
 
     def setUp(self):
         self.clock = Clock()
@@ -193,6 +193,11 @@ class RenewalServiceTests(SynchronousTestCase):
 
     def run_pass(self):
         self.successResultOf(Deferred.fromCoroutine(self.service.run_once()))
+
+
+
+class RenewalServiceTests(RenewalFixture):
+    """Decisions, backoff, mails and alerts over successive passes."""
 
     def test_not_due(self):
         """A certificate with 60 days left is left alone."""
@@ -321,3 +326,60 @@ class HealthTests(SynchronousTestCase):
         self.assertIn(b'lecp_certificates{state="valid"} 3', body)
         self.assertIn(b"# TYPE lecp_certificates gauge", body)
         self.assertIn(b'lecp_service_up{service="renewal"} 1', body)
+
+
+class ARITests(RenewalFixture):
+    """The renewal service asks the CA for ARI windows."""
+
+    def setUp(self):
+        super().setUp()
+        from lecp.testing.fakeacme import FakeACME
+
+        self.ca = FakeACME(self.clock, ari=True)
+        self.settings.config = attrs.evolve(self.config, directory=self.ca.directory_url)
+        self.service.http = StubTreq(self.ca)
+
+    def store_with_ari(self, days_left):
+        self.store_certificate(days_left)
+        with self.update_store() as document:
+            record = document.certificate("a.test")
+            document.put_certificate(attrs.evolve(record, directory=self.ca.directory_url, ari_id="AAA.BBB"))
+
+    def window(self, start_days, end_days):
+        import datetime
+
+        def iso(days):
+            return datetime.datetime.fromtimestamp(START + days * DAY, tz=datetime.timezone.utc).isoformat()
+
+        self.ca.ari_window = (iso(start_days), iso(end_days))
+
+    def test_open_window_renews_early(self):
+        """A window that is already open makes a 60-day-left certificate due now, and the pick is kept."""
+        self.store_with_ari(60)
+        self.window(-2, -1)
+        self.run_pass()
+        self.assertEqual(self.runner.jobs, [("alice", {"job": "renew", "vhost": "a.test"})])
+        self.assertIn("/ari/AAA.BBB", self.ca.paths("GET"))
+
+    def test_future_window_waits_and_honours_retry_after(self):
+        """A window in the future stores a pick inside it and asks again after the CA's Retry-After."""
+        self.store_with_ari(60)
+        self.window(10, 12)
+        self.run_pass()
+        self.assertEqual(self.runner.jobs, [])
+        state = self.state.cert("alice", "a.test")
+        self.assertTrue(START + 10 * DAY <= state.ari_pick <= START + 12 * DAY)
+        self.assertEqual(state.ari_next_check, START + 21600)
+        self.run_pass()
+        self.assertEqual(self.ca.paths("GET").count("/ari/AAA.BBB"), 1)
+        self.clock.advance(21600)
+        self.run_pass()
+        self.assertEqual(self.ca.paths("GET").count("/ari/AAA.BBB"), 2)
+        self.assertEqual(self.state.cert("alice", "a.test").ari_pick, state.ari_pick)
+
+    def test_no_ari_at_the_ca(self):
+        """A CA without renewalInfo is asked for nothing more than its directory."""
+        self.ca.ari = False
+        self.store_with_ari(60)
+        self.run_pass()
+        self.assertEqual([p for p in self.ca.paths() if p.startswith("/ari")], [])

@@ -7,6 +7,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from lecp.config import load
 from lecp.tap import Options, makeService
 
 
@@ -45,3 +46,30 @@ class TapTests(SynchronousTestCase):
         from twisted.application.service import IServiceMaker
 
         self.assertIn("lecp", [p.tapname for p in getPlugins(IServiceMaker)])
+
+
+class ReloadTests(SynchronousTestCase):
+    """SIGHUP's reload."""
+
+    def test_reload(self):
+        """A good file replaces the configuration in force; a bad one is logged and the old one stays."""
+        from lecp.tap import Settings
+
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("[renewal]\nconcurrency = 2\n")
+        settings = Settings(load(path), path)
+        with open(path, "w") as f:
+            f.write("[renewal]\nconcurrency = 7\n")
+        settings.reload()
+        self.assertEqual(settings.config.concurrency, 7)
+        with open(path, "w") as f:
+            f.write("[renewal]\nconcurrency = 'many'\n")
+        settings.reload()
+        self.assertEqual(settings.config.concurrency, 7)
+
+    def test_json_logs(self):
+        """--logger=lecp.logs.json_stdout gives an observer writing JSON."""
+        from lecp.logs import json_stdout
+
+        self.assertTrue(callable(json_stdout()))

@@ -101,12 +101,19 @@ def admin_summary(to, since: float, renewed_count: int, failures) -> Message:
 
 @attrs.define
 class Mailer:
-    """Sends L{Message}s over SMTP as the configuration says; never raises, logs failures."""
+    """
+    Sends L{Message}s over SMTP as the configuration in force says (C{settings.config}, which a
+    SIGHUP replaces); never raises, logs failures.
+    """
 
     reactor: object
-    config: Config
+    settings: object
     sent: int = 0
     failed: int = 0
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
 
     @property
     def sender(self) -> str:

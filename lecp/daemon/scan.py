@@ -49,6 +49,7 @@ class ScanResult:
     states: dict = attrs.field(factory=dict)
     errors: list = attrs.field(factory=list)
     next_due: float | None = None
+    ari_checks: list = attrs.field(factory=list)
 
 
 def vhost_domains(userdatadomains: dict) -> dict[tuple[str, str], tuple[set, str]]:
@@ -151,6 +152,10 @@ def scan_account(user: str, home: str, uid: int, now: float, config, states: dic
         result.states[status] = result.states.get(status, 0) + 1
         if work is not None and vhost not in document.pending():
             result.work.append(work)
+        elif work is None and record.ari_id and record.directory and (
+                state is None or state.ari_next_check is None or state.ari_next_check <= now):
+            result.ari_checks.append((user, vhost, record.directory, record.ari_id, float(record.expiry),
+                                      document.disable_mail))
         if due is not None and (result.next_due is None or due < result.next_due):
             result.next_due = due
         if state and state.attempts and record.expiry - now < config.alert_days * 86400 and \
@@ -183,12 +188,18 @@ async def scan(accounts, passwd: dict, now: float, config, states: dict, install
         if time.monotonic() - started > SLICE_SECONDS:
             await pause()
             started = time.monotonic()
-        if account.suspended:
-            continue
-        entry = passwd.get(account.user)
-        if entry is None or entry.pw_uid == 0:
-            result.errors.append((account.user, "no such Unix user"))
-            continue
-        result.accounts += 1
-        scan_account(account.user, entry.pw_dir, entry.pw_uid, now, config, states, installed, hosts, result)
+        scan_listed_account(account, passwd, now, config, states, installed, hosts, result)
     return result
+
+
+def scan_listed_account(account, passwd: dict, now: float, config, states: dict, installed: InstalledCache,
+                        hosts: dict, result: ScanResult) -> None:
+    """Scan one account WHM listed: suspended ones are skipped, and none is ever scanned as root."""
+    if account.suspended:
+        return
+    entry = passwd.get(account.user)
+    if entry is None or entry.pw_uid == 0:
+        result.errors.append((account.user, "no such Unix user"))
+        return
+    result.accounts += 1
+    scan_account(account.user, entry.pw_dir, entry.pw_uid, now, config, states, installed, hosts, result)

@@ -58,6 +58,7 @@ class WorkerRunner:
     python: str = ""
     running: dict = attrs.field(factory=dict)
     started: int = 0
+    passwd: dict | None = None
     _semaphore: DeferredSemaphore = None
 
     def __attrs_post_init__(self):
@@ -80,10 +81,12 @@ class WorkerRunner:
 
     async def _run(self, user: str, job: dict) -> Outcome:
         vhost = job.get("vhost") or job.get("target") or ""
-        try:
-            account = pwd.getpwnam(user)
-        except KeyError:
-            return Outcome(FAILED, vhost, f"the Unix user {user} does not exist", error_type="worker")
+        account = (self.passwd or {}).get(user)
+        if account is None:
+            try:
+                account = pwd.getpwnam(user)
+            except KeyError:
+                return Outcome(FAILED, vhost, f"the Unix user {user} does not exist", error_type="worker")
         if account.pw_uid == 0:
             return Outcome(FAILED, vhost, "refusing to run a job as root", error_type="worker")
         python = self.python or sys.executable

@@ -98,6 +98,10 @@ def portable_python() -> tuple[str, list[str]]:
                         ignore=shutil.ignore_patterns("*.pth", "__pycache__", "_pytest", "pip", "lecp*"))
         shutil.copytree(os.path.dirname(lecp.__file__), os.path.join(base, "src", "lecp"),
                         ignore=shutil.ignore_patterns("__pycache__"))
+        plugins = os.path.join(base, "src", "twisted", "plugins")
+        os.makedirs(plugins)
+        shutil.copy(os.path.join(os.path.dirname(os.path.dirname(lecp.__file__)), "twisted", "plugins", "lecp_plugin.py"),
+                    plugins)
         for folder, dirs, files in os.walk(base):
             os.chmod(folder, 0o755)
             for name in files:
@@ -105,3 +109,105 @@ def portable_python() -> tuple[str, list[str]]:
                 os.chmod(path, os.stat(path).st_mode | 0o444)
         _portable.extend([SYSTEM_PYTHON, [os.path.join(base, "src"), site]])
     return _portable[0], _portable[1]
+
+
+class SystemTestCase(PebbleTestCase):
+    """
+    Throwaway Unix accounts (root needed, as in CI) known to an emulated cPanel, whose web server
+    answers Pebble's HTTP-01 checks, with a world-readable configuration for lecp's workers.
+    """
+
+    serve_webroot = False
+    account_count = 1
+
+    def setUp(self):
+        import pwd
+        import secrets
+        import subprocess
+
+        from lecp.testing.cpanel.adminbin import listen_adminbin
+        from lecp.testing.cpanel.build import create_server
+        from lecp.testing.cpanel.cli import write_scripts
+        from lecp.testing.cpanel.web import listen_web
+
+        if os.geteuid() != 0:
+            self.skipTest("needs root to create throwaway Unix accounts (CI runs as root)")
+        super().setUp()
+        self.base = tempfile.mkdtemp(prefix="lecp-sys-")
+        self.addCleanup(shutil.rmtree, self.base, True)  # cleanups run even when setUp fails part-way
+        os.chmod(self.base, 0o755)
+        self.users = []
+        for _ in range(self.account_count):
+            name = "lt" + secrets.token_hex(4)
+            subprocess.run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", "-d",
+                            os.path.join(self.base, "cpanel", "home", name), name], check=True)
+            self.addCleanup(subprocess.run, ["userdel", name], check=False, capture_output=True)
+            self.users.append(name)
+        self.server = create_server(os.path.join(self.base, "cpanel"), {
+            "hostname": "server.lecp.test", "self_signed_key_type": "ecdsa:p-256",
+            "accounts": [{"user": u, "domain": f"{u}.test", "sub": [f"blog.{u}.test"]} for u in self.users]})
+        self.python, self.python_path = portable_python()
+        write_scripts(self.server.root, self.python, self.python_path)
+        for folder in (self.server.root, self.server.path("bin")):
+            os.chmod(folder, 0o755)
+        self.user = pwd.getpwnam(self.users[0])
+        self.home = self.server.account(self.users[0])["home"]
+        self.ports = [listen_web(self.reactor, self.pebble.http_port, self.server), listen_adminbin(self.reactor, self.server)]
+        self.ca_bundle = os.path.join(self.base, "pebble-ca.pem")
+        shutil.copy(self.pebble.ca_bundle, self.ca_bundle)
+        os.chmod(self.ca_bundle, 0o644)
+
+    def write_config(self, directory: str, extra: str = "") -> str:
+        """A world-readable lecp.toml for this system."""
+        path = os.path.join(self.base, "lecp.toml")
+        with open(path, "w") as f:
+            f.write(f'[acme]\ndirectory = "{directory}"\nca_bundle = "{self.ca_bundle}"\n'
+                    f'[certificates]\nkey_type = "ecdsa:p-256"\npage_deadline = 3\n'
+                    f'[preflight]\nport = {self.pebble.http_port}\nresolve = "dns:127.0.0.1:{self.pebble.dns_port}"\n'
+                    f'{extra}')
+        os.chmod(path, 0o644)
+        self.config_path = path
+        return path
+
+    def paths_section(self, **more) -> str:
+        values = {"uapi": self.server.path("bin", "uapi"), "whmapi1": self.server.path("bin", "whmapi1"),
+                  "daemon_socket": os.path.join(self.base, "run", "lecp.sock"), "state_dir": os.path.join(self.base, "state"),
+                  "apache_tls": self.server.path("var", "cpanel", "ssl", "apache_tls"),
+                  "userdatadomains": self.server.path("etc", "userdatadomains.json"), "worker_python": self.python, **more}
+        return "[paths]\n" + "".join(f'{k} = "{v}"\n' for k, v in values.items())
+
+    def tearDown(self):
+        stopping = gatherResults([p.stopListening() for p in getattr(self, "ports", [])])
+        return stopping.addCallback(lambda _: super(SystemTestCase, self).tearDown())
+
+    def run_worker(self, job: dict, user=None):
+        """lecp.worker as the daemon starts it: the user's ids, a clean environment; fires (out, err, code)."""
+        import json
+
+        from twisted.internet.defer import Deferred
+        from twisted.internet.protocol import ProcessProtocol
+
+        class Collect(ProcessProtocol):
+            def __init__(self, done):
+                self.done, self.out, self.err = done, [], []
+
+            def connectionMade(self):
+                self.transport.write(json.dumps(job).encode())
+                self.transport.closeStdin()
+
+            def outReceived(self, data):
+                self.out.append(data)
+
+            def errReceived(self, data):
+                self.err.append(data)
+
+            def processEnded(self, reason):
+                self.done.callback((b"".join(self.out), b"".join(self.err), reason.value.exitCode))
+
+        user = user or self.user
+        done = Deferred()
+        env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config_path, "LANG": "C.UTF-8",
+               "PYTHONPATH": ":".join(self.python_path)}
+        self.reactor.spawnProcess(Collect(done), self.python, [self.python, "-m", "lecp.worker"], env=env, path="/",
+                                  uid=user.pw_uid, gid=user.pw_gid)
+        return done

@@ -11,6 +11,7 @@ from zope.interface import implementer
 
 from lecp.config import Config
 from lecp.daemon import mail
+from lecp.tap import Settings
 
 
 @implementer(smtp.IMessage)
@@ -82,7 +83,7 @@ class MailTests(TestCase):
     async def test_failure_mail_is_multipart(self):
         """A renewal-failure mail has a text and an HTML part, the subject, and escapes HTML."""
         config = Config(smtp_host="127.0.0.1", smtp_port=self.port.getHost().port, mail_from="lecp@server.test")
-        mailer = mail.Mailer(self.reactor, config)
+        mailer = mail.Mailer(self.reactor, Settings(config))
         message = mail.renewal_failed(("alice@mail.test",), "a.test", "the CA said <no>", "fix DNS", 1900000000, 1800000060)
         self.assertTrue(await mailer.send(message))
         await self.server.closed[0]
@@ -99,11 +100,11 @@ class MailTests(TestCase):
     async def test_unreachable_server_does_not_raise(self):
         """A mail that cannot be delivered is logged and counted, never raised."""
         config = Config(smtp_host="127.0.0.1", smtp_port=1)
-        mailer = mail.Mailer(self.reactor, config)
+        mailer = mail.Mailer(self.reactor, Settings(config))
         self.assertFalse(await mailer.send(mail.renewed(("a@b.test",), "a.test", ["a.test"], 1900000000)))
         self.assertEqual(mailer.failed, 1)
 
     async def test_mail_off(self):
         """With mail disabled nothing is sent."""
-        mailer = mail.Mailer(self.reactor, Config(mail=False))
+        mailer = mail.Mailer(self.reactor, Settings(Config(mail=False)))
         self.assertFalse(await mailer.send(mail.renewed(("a@b.test",), "a.test", ["a.test"], 1900000000)))

@@ -8,108 +8,30 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import secrets
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from lecp.cpanel import CPanel, UAPICommand
 from lecp.saferead import UnsafePath, read_beneath
 from lecp.store import DOCUMENT
-from lecp.testing.cpanel.adminbin import listen_adminbin
-from lecp.testing.cpanel.build import create_server
-from lecp.testing.cpanel.cli import write_scripts
-from lecp.testing.cpanel.web import listen_web
 from lecp.testing.pebble import PebbleSettings
-from tests.integration.support import PebbleTestCase, portable_python
+from tests.integration.support import SystemTestCase
 
 
-class _Collect(ProcessProtocol):
-    def __init__(self, stdin: bytes, done: Deferred):
-        self.stdin, self.done, self.out, self.err = stdin, done, [], []
-
-    def connectionMade(self):
-        self.transport.write(self.stdin)
-        self.transport.closeStdin()
-
-    def outReceived(self, data):
-        self.out.append(data)
-
-    def errReceived(self, data):
-        self.err.append(data)
-
-    def processEnded(self, reason):
-        self.done.callback((b"".join(self.out), b"".join(self.err), reason.value.exitCode))
-
-
-class PrivilegeTests(PebbleTestCase):
+class PrivilegeTests(SystemTestCase):
     """Throwaway accounts on a real system, an emulated cPanel that knows them, and Pebble."""
 
     settings = PebbleSettings(nosleep=True)
-    serve_webroot = False
+    account_count = 2
 
     def setUp(self):
-        if os.geteuid() != 0:
-            self.skipTest("needs root to create throwaway Unix accounts (CI runs as root)")
         super().setUp()
-        self.base = tempfile.mkdtemp(prefix="lecp-priv-")
-        os.chmod(self.base, 0o755)
-        self.users = []
-        for _ in range(2):
-            name = "lt" + secrets.token_hex(4)
-            subprocess.run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", "-d",
-                            os.path.join(self.base, "cpanel", "home", name), name], check=True)
-            self.users.append(name)
-        self.server = create_server(os.path.join(self.base, "cpanel"), {
-            "hostname": "server.lecp.test", "self_signed_key_type": "ecdsa:p-256",
-            "accounts": [{"user": self.users[0], "domain": f"{self.users[0]}.test"},
-                         {"user": self.users[1], "domain": f"{self.users[1]}.test"}]})
-        self.python, self.python_path = portable_python()
-        write_scripts(self.server.root, self.python, self.python_path)
-        for folder in (self.server.root, self.server.path("bin")):
-            os.chmod(folder, 0o755)
-        self.user = pwd.getpwnam(self.users[0])
-        self.home = self.server.account(self.users[0])["home"]
-        self.ports = [listen_web(self.reactor, self.pebble.http_port, self.server), listen_adminbin(self.reactor, self.server)]
-        ca = os.path.join(self.base, "pebble-ca.pem")
-        shutil.copy(self.pebble.ca_bundle, ca)
-        os.chmod(ca, 0o644)
-        self.config = os.path.join(self.base, "lecp.toml")
-        with open(self.config, "w") as f:
-            f.write(f'[acme]\ndirectory = "{self.pebble.directory_url}"\nca_bundle = "{ca}"\n'
-                    f'[certificates]\nkey_type = "ecdsa:p-256"\n'
-                    f'[preflight]\nport = {self.pebble.http_port}\nresolve = "dns:127.0.0.1:{self.pebble.dns_port}"\n'
-                    f'[paths]\nuapi = "{self.server.path("bin", "uapi")}"\n'
-                    f'daemon_socket = "{os.path.join(self.base, "none.sock")}"\n')
-        os.chmod(self.config, 0o644)
-
-    def tearDown(self):
-        stopping = [p.stopListening() for p in getattr(self, "ports", [])]
-        d = gatherResults(stopping).addBoth(lambda r: (self._cleanup(), r)[1])
-        d.addCallback(lambda _: super(PrivilegeTests, self).tearDown())
-        return d
-
-    def _cleanup(self):
-        for name in getattr(self, "users", []):
-            subprocess.run(["userdel", name], check=False, capture_output=True)
-        shutil.rmtree(getattr(self, "base", "/nonexistent"), ignore_errors=True)
-
-    def run_worker(self, job: dict, user=None) -> Deferred:
-        """Start lecp.worker as the daemon would: the user's uid, gid and groups, a clean environment."""
-        user = user or self.user
-        done = Deferred()
-        env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config, "LANG": "C.UTF-8",
-               "PYTHONPATH": ":".join(self.python_path)}
-        self.reactor.spawnProcess(_Collect(json.dumps(job).encode(), done), self.python,
-                                  [self.python, "-m", "lecp.worker"], env=env, path="/",
-                                  uid=user.pw_uid if user else None, gid=user.pw_gid if user else None)
-        return done
+        self.write_config(self.pebble.directory_url, self.paths_section())
 
     async def test_worker_issues_as_the_user(self):
         """The worker's store, its folders and the challenge folders belong to the user; root reads the store safely."""
@@ -183,8 +105,19 @@ class PrivilegeTests(PebbleTestCase):
     async def test_worker_refuses_root(self):
         """Started as root, the worker refuses to run."""
         done = Deferred()
-        self.reactor.spawnProcess(_Collect(b"{}", done), sys.executable, [sys.executable, "-m", "lecp.worker"],
+
+        class Collect(ProcessProtocol):
+            def __init__(self):
+                self.out = []
+
+            def outReceived(self, data):
+                self.out.append(data)
+
+            def processEnded(self, reason):
+                done.callback((b"".join(self.out), reason.value.exitCode))
+
+        self.reactor.spawnProcess(Collect(), sys.executable, [sys.executable, "-m", "lecp.worker"],
                                   env={"PATH": "/usr/bin:/bin"}, path="/")
-        out, err, code = await done
+        out, code = await done
         self.assertEqual(code, 1)
         self.assertIn("refuses to run as root", json.loads(out)["message"])

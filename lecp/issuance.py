@@ -176,7 +176,7 @@ class Jobs(ManagementJobs):
         for host in await self.cpanel.virtual_hosts():
             if host.name == wanted:
                 return host
-        raise Refused(f"{wanted} is not a website of this account.", 404)
+        raise Refused(f"{wanted} is not a website of this account.", 400)
 
     async def _checked_names(self, host, requested) -> list[str]:
         """Normalised names, the vhost's own first; refused before any ACME request if one is not the vhost's."""

@@ -124,7 +124,7 @@ class IssueTests(IssuanceTestCase):
         self.assertIn("it belongs to the website shop.test", caught.exception.message)
         with self.assertRaises(Refused) as caught:
             await self.jobs.issue("bob.test", ["bob.test"])
-        self.assertEqual(caught.exception.status, 404)
+        self.assertEqual(caught.exception.status, 400)
         self.assertEqual(self.acme_clients, [])
         self.assertFalse(os.path.exists(self.store.path))
 

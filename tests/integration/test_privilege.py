@@ -100,7 +100,7 @@ class PrivilegeTests(SystemTestCase):
         """The first user's worker cannot issue for the second user's domain."""
         out, err, code = await self.run_worker({"job": "issue", "vhost": f"{self.users[1]}.test"})
         outcome = json.loads(out)
-        self.assertEqual((code, outcome["outcome"], outcome["status"]), (2, "refused", 404), err)
+        self.assertEqual((code, outcome["outcome"], outcome["status"]), (2, "refused", 400), err)
 
     async def test_worker_refuses_root(self):
         """Started as root, the worker refuses to run."""

@@ -6,28 +6,40 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.lecp-installed
 
-.PHONY: test unit integration bench sandbox system-deps venv clean
+.PHONY: test unit integration bench sandbox system-deps test-deps venv clean
 
-test: system-deps venv
+test: test-deps venv
 	$(PY) -m pytest tests
 
 unit: venv
 	$(PY) -m pytest tests --ignore=tests/integration
 
-integration: system-deps venv
+integration: test-deps venv
 	$(PY) -m pytest tests/integration
 
 bench: system-deps venv
 	$(PY) bench/run_all.py
 
 # Debian's pebble package ships both /usr/bin/pebble and /usr/bin/pebble-challtestsrv.
-system-deps:
-	@if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then \
-	    if [ "$$(id -u)" != 0 ]; then echo "pebble is missing: run 'make test' as root so it can apt-get install pebble" >&2; exit 1; fi; \
-	    echo "Installing Debian's pebble (ACME test server) ..."; \
+SYSTEM_PACKAGES = pebble
+# The tests also drive Debian's Chromium through chromedriver, and run workers with Debian's python3.
+TEST_PACKAGES = pebble chromium chromium-driver python3
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing; run this as root so it can apt-get install them" >&2; exit 1; fi; \
+	    echo "Installing Debian packages:$$missing ..."; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq pebble >/dev/null; \
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,$(SYSTEM_PACKAGES))
+
+test-deps:
+	$(call apt_install,$(TEST_PACKAGES))
 
 venv: $(STAMP)
 

@@ -43,8 +43,8 @@ def install_plugin(server) -> None:
     os.chmod(os.path.join(folder, "lecp.live.cgi"), 0o755)
 
 
-class PageTests(PebbleTestCase):
-    """alice logged in to the emulated cPanel, using lecp's page."""
+class PageFixture(PebbleTestCase):
+    """The emulated cPanel with lecp's page installed, its front and web server, and Pebble."""
 
     settings = PebbleSettings(nosleep=True)
     serve_webroot = False
@@ -69,7 +69,7 @@ class PageTests(PebbleTestCase):
 
     def tearDown(self):
         stopped = gatherResults([p.stopListening() for p in self.ports] + [self.web_pool.closeCachedConnections()])
-        return stopped.addCallback(lambda _: super(PageTests, self).tearDown())
+        return stopped.addCallback(lambda _: super(PageFixture, self).tearDown())
 
     async def login(self):
         http = HTTPClient(self.agent)
@@ -97,6 +97,11 @@ class PageTests(PebbleTestCase):
     async def token(self):
         code, body = await self.get("action=issue&vhost=alice.test")
         return re.search(r'name="csrf_token" value="([0-9a-f]+)"', body).group(1)
+
+
+
+class PageTests(PageFixture):
+    """alice logged in to the emulated cPanel, using lecp's page."""
 
     async def test_home_lists_every_website(self):
         """The home page shows each website with its status in words and a button to secure it."""

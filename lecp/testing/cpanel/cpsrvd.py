@@ -198,14 +198,26 @@ class Front(resource.Resource):
         return _login_form()
 
     def _home(self, session):
+        """The plugins of the theme, linked as cPanel's sitemap would from each install.json."""
+        import json
+
         root = theme_root(self.server)
         links = []
         if os.path.isdir(root):
             for name in sorted(os.listdir(root)):
                 folder = os.path.join(root, name)
-                entry = next((f for f in ("index.live.cgi", "index.cgi", "index.html") if os.path.exists(os.path.join(folder, f))), None)
-                if entry:
-                    links.append(tags.li(tags.a(name, href=f"{name}/{entry}", id=f"plugin-{name}")))
+                try:
+                    with open(os.path.join(folder, "install.json")) as f:
+                        entries = json.load(f)
+                except (OSError, ValueError):
+                    entries = []
+                for entry in entries if isinstance(entries, list) else [entries]:
+                    if isinstance(entry, dict) and entry.get("type") == "link" and entry.get("uri"):
+                        links.append(tags.li(tags.a(entry.get("name", name), href=entry["uri"], id=f"plugin-{entry.get('id', name)}")))
+                if not entries:
+                    index = next((f for f in ("index.live.cgi", "index.cgi", "index.html") if os.path.exists(os.path.join(folder, f))), None)
+                    if index:
+                        links.append(tags.li(tags.a(name, href=f"{name}/{index}", id=f"plugin-{name}")))
         return _html(f"cPanel (emulated) — {session['user']}", tags.ul(*links), tags.p(tags.a("Log out", href="../../logout")))
 
     def _plugin_file(self, request, session, rest):

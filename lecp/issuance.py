@@ -260,10 +260,26 @@ class Jobs(ManagementJobs):
         if not dry_run:
             self._claim(host.name, "issuance")
         try:
-            return await self._issue(host, names, key_type, dry_run, skip_failed_names, deadline)
+            outcome = await self._issue(host, names, key_type, dry_run, skip_failed_names, deadline)
+            if not dry_run:
+                self._remember(outcome)
+            return outcome
         finally:
             if not dry_run:
                 self._release(host.name)
+
+    def _remember(self, outcome: Outcome) -> None:
+        """Keep the last failure of a vhost for the page (the next success clears it)."""
+        try:
+            with self.store.update() as document:
+                if outcome.ok:
+                    document.set_failure(outcome.vhost, None)
+                else:
+                    document.set_failure(outcome.vhost, {"time": int(time.time()), "message": outcome.message,
+                                                         "advice": outcome.advice, "kind": outcome.kind,
+                                                         "problems": [p.to_json() for p in outcome.problems]})
+        except StoreError:
+            log.failure("Could not record the outcome for {vhost}", vhost=outcome.vhost)
 
     async def _issue(self, host, names, key_type, dry_run, skip_failed_names, deadline) -> Outcome:
         results = await self._preflight(host, names)
@@ -372,6 +388,12 @@ class Jobs(ManagementJobs):
 
     async def resume(self, vhost: str, deadline: float | None = None) -> Outcome:
         """Finish a deferred order of C{vhost} with the key stored for it."""
+        outcome = await self._resume(vhost, deadline)
+        if outcome.kind != DEFERRED:
+            self._remember(outcome)
+        return outcome
+
+    async def _resume(self, vhost: str, deadline: float | None) -> Outcome:
         pending = self.store.read().pending().get(vhost)
         if pending is None:
             raise Refused(f"there is no deferred order for {vhost}", 404)
@@ -430,9 +452,11 @@ class Jobs(ManagementJobs):
             if any(n in failed for n in required):
                 passing = [n for n in names if n not in failed]
                 if not skip_failed_names or host.name not in passing:
-                    return Outcome(PREFLIGHT_FAILED, vhost, "These names no longer reach this server: "
-                                   + ", ".join(failed) + ".", "Fix their DNS, or remove them, before the certificate expires.",
-                                   names=tuple(names), problems=problems)
+                    outcome = Outcome(PREFLIGHT_FAILED, vhost, "These names no longer reach this server: "
+                                      + ", ".join(failed) + ".", "Fix their DNS, or remove them, before the certificate expires.",
+                                      names=tuple(names), problems=problems)
+                    self._remember(outcome)
+                    return outcome
             names = [n for n in names if n not in failed]
             directory = self.config.acme_directory
             replaces = None
@@ -441,9 +465,12 @@ class Jobs(ManagementJobs):
                 if (await client.directory()).get("renewalInfo") and record.directory == directory:
                     replaces = ari_cert_id(load_certificate(record.cert_pem))
             except ACMEError as error:
-                return failure_outcome(vhost, names, error)
-            key_type = record.key_type or str(certificate_facts(record.cert_pem).key_type)
-            return await self._order(host, names, record.key_pem, key_type, directory, False, deadline,
-                                     renewal=True, replaces=replaces, client=client)
+                outcome = failure_outcome(vhost, names, error)
+            else:
+                key_type = record.key_type or str(certificate_facts(record.cert_pem).key_type)
+                outcome = await self._order(host, names, record.key_pem, key_type, directory, False, deadline,
+                                            renewal=True, replaces=replaces, client=client)
+            self._remember(outcome)
+            return outcome
         finally:
             self._release(vhost)

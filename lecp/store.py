@@ -238,6 +238,19 @@ class Document:
         (self.raw.get("lecp_pending") or {}).pop(vhost, None)
         return order
 
+    # The last failure of a job per vhost, for the page: cleared by the next success
+
+    def failure(self, vhost: str) -> dict | None:
+        failure = (self.raw.get("lecp_failures") or {}).get(vhost)
+        return failure if isinstance(failure, dict) else None
+
+    def set_failure(self, vhost: str, failure: dict | None) -> None:
+        failures = self.raw.setdefault("lecp_failures", {})
+        if failure is None:
+            failures.pop(vhost, None)
+        else:
+            failures[vhost] = failure
+
     # Jobs running for a vhost: one at a time
 
     def job(self, vhost: str, now: float) -> dict | None:

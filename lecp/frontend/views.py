@@ -48,7 +48,7 @@ class SiteRow:
 
     vhost: str
     names: tuple
-    state: str  # secured, expiring, expired, not_installed, pending, reused, not_secured
+    state: str  # secured, expiring, expired, not_installed, pending, reused, failed, not_secured
     words: str
     detail: str = ""
     expiry: int = 0
@@ -65,6 +65,7 @@ def site_rows(vhosts, installed_hosts, document, now: float, remaining_fraction:
     rows = []
     for host in vhosts:
         record = certificates.get(host.name)
+        failure = document.failure(host.name)
         on_host = installed.get(host.servername) or installed.get(host.name)
         if host.name in pending:
             order = pending[host.name]
@@ -84,9 +85,15 @@ def site_rows(vhosts, installed_hosts, document, now: float, remaining_fraction:
                 state, words = "expiring", f"Expiring on {_date(record.expiry)}."
                 detail = "Renewal has not succeeded yet; your hosting provider has been told."
             else:
-                state, words = "secured", f"Secured until {_date(record.expiry)}."
+                issuer = f" (issued by {record.issuer})" if record.issuer else ""
+                state, words = "secured", f"Secured until {_date(record.expiry)}{issuer}."
                 detail = f"Renews automatically around {_date(renews)}."
+            if failure and state != "not_installed":
+                detail = f"The last attempt failed: {failure['message']} {failure.get('advice', '')}".strip()
             rows.append(SiteRow(host.name, tuple(record.names), state, words, detail, record.expiry, record.issuer))
+        elif failure is not None and host.name not in reuses:
+            rows.append(SiteRow(host.name, tuple(host.name_list), "failed", f"Failed: {failure['message']}",
+                                failure.get("advice", "")))
         elif host.name in reuses:
             source = reuses[host.name]
             rows.append(SiteRow(host.name, tuple(host.name_list), "reused", f"Covered by the certificate of {source}.",
@@ -98,7 +105,7 @@ def site_rows(vhosts, installed_hosts, document, now: float, remaining_fraction:
 
 
 _STATE_CLASS = {"secured": "ok", "expiring": "warn", "pending": "warn", "reused": "ok", "expired": "bad",
-                "not_installed": "bad", "not_secured": "muted"}
+                "not_installed": "bad", "not_secured": "muted", "failed": "bad"}
 
 
 @attrs.define
@@ -138,9 +145,9 @@ class Page:
         table_rows = []
         for row in rows:
             actions = []
-            if row.state == "not_secured":
+            if row.state in ("not_secured", "failed"):
                 actions.append(el("a", {"class": "button", "href": self.link(action="issue", vhost=row.vhost)},
-                                  "Secure this site"))
+                                  "Secure this site" if row.state == "not_secured" else "Try again"))
             elif row.state == "reused":
                 actions.append(self.form("remove-reuse", el("input", {"type": "hidden", "name": "vhost", "value": row.vhost}),
                                          el("button", {"class": "secondary", "type": "submit"}, "Stop re-using")))

@@ -134,6 +134,7 @@ class PageTests(PageFixture):
         self.assertEqual(self.server.installed("alice.test")["cert_id"], record.cert_id)
         code, home = await self.get()
         self.assertIn("Secured until", home)
+        self.assertIn("(issued by Pebble Intermediate CA", home)
         self.assertIn("Renews automatically around", home)
 
     async def test_csrf(self):
@@ -176,6 +177,21 @@ class PageTests(PageFixture):
         self.assertEqual(code, 400)
         self.assertIn("UTF-8", body)
         self.assertEqual(Store(self.home).read().certificates(), {})
+
+    async def test_failure_shown_on_the_home_page(self):
+        """A website whose issuance failed says so on the home page, with what to do; upper case and a trailing dot are fine."""
+        await self.login()
+        token = await self.token()
+        self.pebble.set_ipv4("www.blog.alice.test", "127.0.0.2")
+        code, body = await self.post({"action": "issue", "vhost": "Blog.Alice.Test.", "csrf_token": token,
+                                      "names": ["WWW.blog.alice.test."]})
+        self.assertEqual(code, 200)
+        self.assertIn("Some names need attention", body)
+        self.assertIn("www.blog.alice.test", body)
+        self.assertIn("Issue for the names that passed", body)
+        code, home = await self.get()
+        self.assertIn("Failed: These names do not reach this server yet: www.blog.alice.test.", home)
+        self.assertIn("Try again", home)
 
     async def test_second_issuance_while_one_runs(self):
         """While an issuance runs for a website, a second one is refused with 409."""

@@ -74,40 +74,26 @@ def main(argv=None) -> int:
     except ValueError as e:
         _emit({"outcome": "refused", "message": str(e), "status": 400})
         return 2
-    from twisted.internet import defer, task
-
     from lecp.config import ConfigError
     from lecp.outcome import Refused
+    from lecp.run import run_to_completion
     from lecp.store import StoreError
 
-    status = []
-
-    def run(reactor):
-        d = defer.Deferred.fromCoroutine(run_job(reactor, job, arguments))
-
-        def done(result):
-            _emit(result)
-            status.append(0)
-
-        def failed(failure):
-            if failure.check(Refused):
-                _emit(failure.value.to_json())
-                status.append(2)
-            elif failure.check(ConfigError, StoreError):
-                _emit({"outcome": "error", "message": str(failure.value)})
-                status.append(1)
-            else:
-                _emit({"outcome": "error", "message": f"unexpected error: {failure.getErrorMessage()}"})
-                failure.printTraceback(file=sys.stderr)
-                status.append(1)
-
-        return d.addCallbacks(done, failed)
-
     try:
-        task.react(run)
-    except SystemExit:
-        pass
-    return status[0] if status else 1
+        _emit(run_to_completion(lambda reactor: run_job(reactor, job, arguments)))
+        return 0
+    except Refused as refused:
+        _emit(refused.to_json())
+        return 2
+    except (ConfigError, StoreError) as e:
+        _emit({"outcome": "error", "message": str(e)})
+        return 1
+    except Exception as e:
+        import traceback
+
+        _emit({"outcome": "error", "message": f"unexpected error: {e}"})
+        traceback.print_exc(file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

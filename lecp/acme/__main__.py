@@ -86,30 +86,20 @@ async def issue(reactor, args) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from twisted.internet import defer, task
-
     from lecp.acme.errors import ACMEError
-
-    status = []
-
-    def run(reactor):
-        d = defer.Deferred.fromCoroutine(issue(reactor, args))
-
-        def failed(failure):
-            if failure.check(CommandError, ACMEError, OSError):
-                print(f"{PROG}: error: {failure.value}", file=sys.stderr)
-            else:
-                print(f"{PROG}: error: unexpected {failure.getErrorMessage()}", file=sys.stderr)
-                failure.printTraceback(file=sys.stderr)
-            status.append(1)
-
-        return d.addCallbacks(lambda _: status.append(0), failed)
+    from lecp.run import run_to_completion
 
     try:
-        task.react(run)
-    except SystemExit:
-        pass
-    return status[0] if status else 1
+        run_to_completion(lambda reactor: issue(reactor, args))
+        return 0
+    except (CommandError, ACMEError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        import traceback
+
+        print(f"{PROG}: error: unexpected {e}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -92,29 +92,19 @@ class Context:
     def run_job(self, method: str, **arguments):
         """Run one job of L{lecp.issuance.Jobs} on Twisted, over the LiveAPI socket."""
         self.close()
-        from twisted.internet import defer, task
-
         from lecp.cpanel.adapter import CPanel
         from lecp.cpanel.transports import LiveAPI
         from lecp.issuance import Jobs
+        from lecp.run import run_to_completion
 
-        box = {}
-
-        def main(reactor):
+        async def job(reactor):
             live = LiveAPI.from_environment(reactor, self.environ)
-            jobs = Jobs.create(reactor, self.config, self.store, CPanel(live))
-            d = defer.Deferred.fromCoroutine(getattr(jobs, method)(**arguments))
-            d.addBoth(lambda result: (live.close(), box.setdefault("result", result)))
-            return d.addBoth(lambda _: None)
+            try:
+                return await getattr(Jobs.create(reactor, self.config, self.store, CPanel(live)), method)(**arguments)
+            finally:
+                live.close()
 
-        try:
-            task.react(main)
-        except SystemExit:
-            pass
-        result = box.get("result")
-        if hasattr(result, "raiseException"):
-            result.raiseException()
-        return result
+        return run_to_completion(job)
 
 
 def handle(environ: dict, stdin) -> Response:

@@ -21,7 +21,7 @@ bench: system-deps venv
 	$(PY) bench/run_all.py
 
 # Debian's pebble package ships both /usr/bin/pebble and /usr/bin/pebble-challtestsrv.
-SYSTEM_PACKAGES = pebble
+SYSTEM_PACKAGES = pebble python3
 # The tests also drive Debian's Chromium through chromedriver, and run workers with Debian's python3.
 TEST_PACKAGES = pebble chromium chromium-driver python3
 
@@ -52,8 +52,8 @@ $(STAMP): pyproject.toml setup.py
 clean:
 	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache twisted/plugins/dropin.cache
 
-SANDBOX_DIR ?= .sandbox
+SANDBOX_DIR ?= /var/lib/lecp-sandbox
 
-# What exists so far: Pebble (with its mock DNS) and a webroot server on Pebble's HTTP-01 port.
+# The whole system on loopback: Pebble, the emulated cPanel with its page, the daemon (Ctrl-C stops it).
 sandbox: system-deps venv
-	$(PY) -m lecp.testing.pebble run --state-dir $(SANDBOX_DIR) --webroot $(SANDBOX_DIR)/webroot
+	$(PY) -m lecp.sandbox start --state-dir $(SANDBOX_DIR)

@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         _emit({"outcome": "refused", "message": str(e), "status": 400})
         return 2
     from lecp.config import ConfigError
+    from lecp.cpanel.envelope import CPanelError
     from lecp.outcome import Refused
     from lecp.run import run_to_completion
     from lecp.store import StoreError
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     except Refused as refused:
         _emit(refused.to_json())
         return 2
-    except (ConfigError, StoreError) as e:
+    except (ConfigError, StoreError, CPanelError) as e:
         _emit({"outcome": "error", "message": str(e)})
         return 1
     except Exception as e:

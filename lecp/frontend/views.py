@@ -11,7 +11,6 @@ from lecp.frontend.html import Markup, el, render
 from lecp.names import display
 
 TITLE = "Let's Encrypt SSL"
-EXPIRING_DAYS = 7
 
 STYLE = """
 .lecp{font:15px/1.5 system-ui,sans-serif;color:#1d1d1f;max-width:72rem;margin:0 auto;padding:1rem}
@@ -81,9 +80,9 @@ def site_rows(vhosts, installed_hosts, document, now: float, remaining_fraction:
                 detail = "Use Reinstall to put it back."
             elif now >= record.expiry:
                 state, words, detail = "expired", f"Expired on {_date(record.expiry)}.", "Issue it again."
-            elif record.expiry - now < EXPIRING_DAYS * 86400:
+            elif now >= renews:
                 state, words = "expiring", f"Expiring on {_date(record.expiry)}."
-                detail = "Renewal has not succeeded yet; your hosting provider has been told."
+                detail = "It is due for renewal and has not been renewed yet; lecp keeps trying automatically."
             else:
                 issuer = f" (issued by {record.issuer})" if record.issuer else ""
                 state, words = "secured", f"Secured until {_date(record.expiry)}{issuer}."

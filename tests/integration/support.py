@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sysconfig
 import tempfile
 import uuid
 
@@ -69,45 +68,17 @@ class PebbleTestCase(TestCase):
         )
 
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 _portable = []
 
 
-def _link_or_copy(source, destination):
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
 def portable_python() -> tuple[str, list[str]]:
-    """
-    A Python any Unix user can run, and the sys.path entries that give it lecp and its
-    dependencies from a world-readable copy. The test's own interpreter and checkout may sit
-    below folders only root can enter (a pyenv under /root, say), as a real install never does.
-    """
+    """A Python every test account can run, with lecp (made once per test run; see L{lecp.testing.python})."""
     if not _portable:
-        if not os.access(SYSTEM_PYTHON, os.X_OK):
-            raise RuntimeError(f"{SYSTEM_PYTHON} is missing: the privilege tests need Debian's python3")
+        from lecp.testing.python import world_readable_python
+
         base = tempfile.mkdtemp(prefix="lecp-pyenv-")
         atexit.register(shutil.rmtree, base, True)
-        import lecp
-
-        site = os.path.join(base, "site")
-        shutil.copytree(sysconfig.get_paths()["purelib"], site, copy_function=_link_or_copy,
-                        ignore=shutil.ignore_patterns("*.pth", "__pycache__", "_pytest", "pip", "lecp*"))
-        shutil.copytree(os.path.dirname(lecp.__file__), os.path.join(base, "src", "lecp"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        plugins = os.path.join(base, "src", "twisted", "plugins")
-        os.makedirs(plugins)
-        shutil.copy(os.path.join(os.path.dirname(os.path.dirname(lecp.__file__)), "twisted", "plugins", "lecp_plugin.py"),
-                    plugins)
-        for folder, dirs, files in os.walk(base):
-            os.chmod(folder, 0o755)
-            for name in files:
-                path = os.path.join(folder, name)
-                os.chmod(path, os.stat(path).st_mode | 0o444)
-        _portable.extend([SYSTEM_PYTHON, [os.path.join(base, "src"), site]])
+        _portable.extend(world_readable_python(base))
     return _portable[0], _portable[1]
 
 

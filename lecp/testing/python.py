@@ -1,0 +1,47 @@
+"""
+A Python every Unix user can run, with lecp and its dependencies from a world-readable copy: the
+worker, the page and the emulated C{uapi} run as cPanel users, and a development checkout or its
+virtualenv may sit below folders only root can enter (a pyenv under /root, say), as a real install
+(/opt/lecp) never does. Used by the system tests and the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def world_readable_python(folder: str) -> tuple[str, list[str]]:
+    """
+    Copy this environment's packages and lecp into C{folder} (replacing what was there) and
+    return Debian's python3 and the C{sys.path} entries to give it.
+    """
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        raise RuntimeError(f"{SYSTEM_PYTHON} is missing: install Debian's python3")
+    import lecp
+
+    shutil.rmtree(folder, ignore_errors=True)
+    site = os.path.join(folder, "site")
+    shutil.copytree(sysconfig.get_paths()["purelib"], site, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns("*.pth", "__pycache__", "_pytest", "pip", "lecp*"))
+    source = os.path.dirname(lecp.__file__)
+    shutil.copytree(source, os.path.join(folder, "src", "lecp"), ignore=shutil.ignore_patterns("__pycache__"))
+    plugins = os.path.join(folder, "src", "twisted", "plugins")
+    os.makedirs(plugins)
+    shutil.copy(os.path.join(os.path.dirname(source), "twisted", "plugins", "lecp_plugin.py"), plugins)
+    for path, dirs, files in os.walk(folder):
+        os.chmod(path, 0o755)
+        for name in files:
+            child = os.path.join(path, name)
+            os.chmod(child, os.stat(child).st_mode | 0o444)
+    return SYSTEM_PYTHON, [os.path.join(folder, "src"), site]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 

@@ -25,7 +25,7 @@ class _Done:
 
     def __await__(self):
         return self.value
-        yield  # noqa: unreachable - makes this a generator
+        yield  # never reached: the yield makes __await__ a generator
 
 
 def run_now(coroutine):

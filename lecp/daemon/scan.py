@@ -16,9 +16,9 @@ import time
 import attrs
 from twisted.logger import Logger
 
-from lecp.daemon.policy import REINSTALL, RENEW, WAIT, decide
+from lecp.daemon.policy import RENEW, WAIT, decide
 from lecp.saferead import UnsafePath, read_beneath
-from lecp.store import DOCUMENT, CertRecord, PendingOrder, parse_document
+from lecp.store import DOCUMENT, CertRecord, parse_document
 
 log = Logger()
 STORE_PATH = f".cpanel/nvdata/{DOCUMENT}"

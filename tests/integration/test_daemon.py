@@ -8,7 +8,6 @@ certificate, answers /alive and /health, and stops on SIGTERM within 5 s.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time

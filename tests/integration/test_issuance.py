@@ -13,8 +13,6 @@ import tempfile
 from cryptography import x509
 from twisted.internet.defer import gatherResults
 
-from lecp.acme.client import ACMEClient
-from lecp.acme.http import make_http_client, make_http_pool
 from lecp.config import Config
 from lecp.cpanel import CPanel, LiveAPI
 from lecp.issuance import Jobs

@@ -87,8 +87,8 @@ def admin_alert(to, user: str, vhost: str, expiry: float, message: str) -> Messa
     return Message(tuple(to), f"lecp: {vhost} ({user}) expires on {_when(expiry)} and could not be renewed", (
         f"The certificate of {vhost} (account {user}) expires on {_when(expiry)} and every renewal attempt has "
         f"failed so far. The last error: {message}",
-        "Run 'lecp renew --user {user} --vhost {vhost}' after fixing the cause, or look at 'lecp list --expiring 7'."
-        .format(user=user, vhost=vhost),
+        "lecp keeps trying at least once a day, so a fix is picked up on its next pass; the account's "
+        "Let's Encrypt page in cPanel shows the last error.",
     ))
 
 

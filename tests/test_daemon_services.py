@@ -273,6 +273,15 @@ class RenewalServiceTests(RenewalFixture):
         self.assertEqual(self.runner.jobs, [("alice", {"job": "renew", "vhost": "a.test",
                                                        "optional_names": ["new.test", "www.new.test"]})])
 
+    def test_removed_website_left_alone(self):
+        """A certificate whose website is no longer in the account is neither renewed nor mailed about."""
+        self.store_certificate(20)
+        with open(self.config.userdatadomains, "w") as f:
+            json.dump({"other.test": ["alice", "root", "main", "other.test", "/x"]}, f)
+        self.run_pass()
+        self.assertEqual((self.runner.jobs, self.mailer.messages), ([], []))
+        self.assertEqual(self.service.status.counts["by_state"], {"removed": 1})
+
     def test_admin_alerted_before_expiry(self):
         """A certificate still failing with under 7 days left alerts the admin, once a day."""
         self.store_certificate(5)

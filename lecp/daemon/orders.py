@@ -101,15 +101,15 @@ class OrdersService(TimedService):
         Deferred.fromCoroutine(self.resume_account(account)).addErrback(
             lambda f: log.failure("Resuming orders of {user}", f, user=account.pw_name))
 
-    async def resume_account(self, account) -> None:
-        """Resume every deferred order in one account's store."""
+    async def resume_account(self, account, only: set | None = None) -> None:
+        """Resume the deferred orders in one account's store (those in C{only}, when given), honouring its mail opt-out."""
         try:
             document = parse_document(read_beneath(account.pw_dir, STORE_PATH, account.pw_uid))
         except (FileNotFoundError, UnsafePath, OSError, ValueError) as e:
             log.warn("Cannot read the store of {user}: {error}", user=account.pw_name, error=str(e))
             return
         await gatherResults([Deferred.fromCoroutine(self.resume(account.pw_name, vhost, document.disable_mail))
-                             for vhost in document.pending()])
+                             for vhost in document.pending() if only is None or vhost in only])
 
     async def resume(self, user: str, vhost: str, disable_mail: bool = False) -> None:
         key = (user, vhost)
@@ -124,8 +124,18 @@ class OrdersService(TimedService):
 
     async def run_once(self) -> None:
         now = self.clock.seconds()
-        due = [(user, vhost) for user, vhost, _, next_attempt in self.state.pending() if next_attempt <= now]
-        await gatherResults([Deferred.fromCoroutine(self.resume(user, vhost)) for user, vhost in due])
+        due: dict = {}
+        for user, vhost, _, next_attempt in self.state.pending():
+            if next_attempt <= now:
+                due.setdefault(user, set()).add(vhost)
+        resumes = []
+        for user, vhosts in due.items():
+            try:
+                account = pwd.getpwnam(user)
+            except KeyError:
+                continue
+            resumes.append(Deferred.fromCoroutine(self.resume_account(account, vhosts)))
+        await gatherResults(resumes)
         self.status.counts = {"pending": len(self.state.pending()), "signals": self.signals}
 
 

@@ -145,6 +145,11 @@ def scan_account(user: str, home: str, uid: int, now: float, config, states: dic
             result.work.append(Work(user, vhost, "resume", "a deferred order is waiting", 0.0, (), document.disable_mail))
     for vhost, record in document.certificates().items():
         result.certificates += 1
+        if hosts and (user, vhost) not in hosts:
+            # The website was removed from the account (the original plugin's "Domain Removed"):
+            # nothing to renew, and no failure mail about it.
+            result.states["removed"] = result.states.get("removed", 0) + 1
+            continue
         domains, servername = hosts.get((user, vhost), (set(), vhost))
         state = states.get((user, vhost))
         work, status, due = _certificate_work(user, record, state, now, config, installed, servername, domains,

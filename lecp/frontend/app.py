@@ -180,7 +180,8 @@ def _html(context: Context, request: Request) -> Response:
         if host is None:
             raise BadRequest(f"{vhost or 'That website'} is not a website of this account.", 400)
         document = context.store.read()
-        existing = document.certificate(vhost).names if document.certificate(vhost) else ()
+        record = document.certificate(vhost)
+        existing = record.names if record else ()
         sources = sorted(v for v in document.certificates() if v != vhost)
         return Response(page.issue(host, context.config.key_types, context.config.key_type, existing, sources))
     if action == "view":

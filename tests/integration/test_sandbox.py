@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
@@ -65,14 +64,8 @@ class SandboxTests(SynchronousTestCase):
         stopped = self.sandbox("stop")
         self.assertEqual(stopped.returncode, 0, stopped.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.state, "sandbox.json")))
+        # stop returns once the sandbox process has exited, and the sandbox waits for its daemon first.
         for pid in (facts["pid"], facts["daemon_pid"]):
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.2)
-            else:
-                self.fail(f"process {pid} is still running after stop")
+            with self.assertRaises(ProcessLookupError, msg=f"process {pid} is still running after stop"):
+                os.kill(pid, 0)
         shutil.rmtree(os.path.join(self.state, "python"), ignore_errors=True)

@@ -43,6 +43,7 @@ fi
 rm -rf "$CPANEL/base/frontend/jupiter/lecp"
 say "program files in $ROOT/opt/lecp"
 rm -rf "$ROOT/opt/lecp"
+if [ "$(readlink "$ROOT/usr/local/sbin/lecp" 2>/dev/null)" = /opt/lecp/bin/lecp ]; then rm -f "$ROOT/usr/local/sbin/lecp"; fi
 if [ "$PURGE" = 1 ]; then
     say "configuration and state (--purge)"
     rm -rf "$ROOT/etc/lecp" "$ROOT/var/lib/lecp" "$ROOT/var/log/lecp"

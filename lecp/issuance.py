@@ -43,7 +43,7 @@ from lecp.keys import (
     split_pem_chain,
 )
 from lecp.manage import ManagementJobs
-from lecp.outcome import DEFERRED, FAILED, ISSUED, PREFLIGHT_FAILED, NameProblem, Outcome, Refused
+from lecp.outcome import CHECKED, DEFERRED, FAILED, ISSUED, PREFLIGHT_FAILED, NameProblem, Outcome, Refused
 from lecp.store import CertRecord, PendingOrder, Store, StoreError
 
 log = Logger()
@@ -138,6 +138,7 @@ class Jobs(ManagementJobs):
     acme_factory: object
     preflight: object = None
     notify: object = None
+    probe: object = None  # the pre-flight even when config turns it off for issuance (for L{check})
 
     @classmethod
     def create(cls, reactor, config: Config, store: Store, cpanel, http=None) -> "Jobs":
@@ -158,7 +159,7 @@ class Jobs(ManagementJobs):
         async def notify(vhost):
             return await notify_pending(reactor, config.daemon_socket, vhost)
 
-        return cls(reactor, config, store, cpanel, acme_factory, check if config.preflight else None, notify)
+        return cls(reactor, config, store, cpanel, acme_factory, check if config.preflight else None, notify, check)
 
     # Helpers
 
@@ -267,6 +268,24 @@ class Jobs(ManagementJobs):
         finally:
             if not dry_run:
                 self._release(host.name)
+
+    async def check(self, vhost: str, names=()) -> Outcome:
+        """
+        The pre-flight alone, for the admin's self-test: whether each name of C{vhost} (default:
+        the website's own) reaches this server as Let's Encrypt would reach it. Changes nothing.
+        """
+        host = await self.find_vhost(vhost)
+        names = await self._checked_names(host, names)
+        probe = self.probe or self.preflight
+        if probe is None:
+            raise Refused("no pre-flight is available in this set-up")
+        failed = [r for r in await probe({n: host.document_root for n in names}) if not r.ok]
+        if failed:
+            return Outcome(PREFLIGHT_FAILED, host.name,
+                           "These names do not reach this server: " + ", ".join(r.name for r in failed) + ".",
+                           "See each name's reason; see README.md, Troubleshooting.", names=tuple(names),
+                           problems=tuple(NameProblem(r.name, r.reason, r.advice) for r in failed))
+        return Outcome(CHECKED, host.name, f"Every name reaches this server: {', '.join(names)}.", names=tuple(names))
 
     def _remember(self, outcome: Outcome) -> None:
         """Keep the last failure of a vhost for the page (the next success clears it)."""

@@ -17,6 +17,7 @@ REMOVED = "removed"
 REINSTALLED = "reinstalled"
 REUSED = "reused"
 REUSE_REMOVED = "reuse_removed"
+CHECKED = "checked"  # a pre-flight on its own found every name reachable
 
 
 class Refused(Exception):

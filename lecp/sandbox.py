@@ -124,7 +124,7 @@ async def _worker(reactor, user: str, job: dict, python: str, paths: list, confi
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-def _as_original_plugin(home: str, uid: int, gid: int) -> None:
+def as_original_plugin(home: str, uid: int, gid: int) -> None:
     """Rewrite a store as the FleetSSL plugin left it: no lecp fields, the vhost repeated in alt_names."""
     from lecp.fsutil import atomic_write
     from lecp.store import Store
@@ -157,7 +157,7 @@ def start(state: str, cpsrvd_port: int, health_port: int) -> int:
     from lecp.testing.cpanel.server import Server
     from lecp.testing.cpanel.web import listen_web
     from lecp.testing.pebble import Pebble, PebbleFailed, PebbleNotInstalled, PebbleSettings
-    from lecp.testing.python import world_readable_python
+    from lecp.testing.python import world_readable_python, write_launcher
 
     state = os.path.abspath(state)
     os.makedirs(state, exist_ok=True)
@@ -178,7 +178,7 @@ def start(state: str, cpsrvd_port: int, health_port: int) -> int:
     except (PebbleNotInstalled, PebbleFailed) as e:
         print(f"sandbox: {e}", file=sys.stderr)
         return 1
-    config = _write_config(state, pebble, server, health_port, python)
+    config = _write_config(state, pebble, server, health_port, write_launcher(os.path.join(state, "python"), python, paths))
     environment = {"LECP_CONFIG": config, "PYTHONPATH": ":".join(paths)}
     listening = [listen_web(reactor, pebble.http_port, server), listen_adminbin(reactor, server),
                  listen_front(reactor, cpsrvd_port, server, environment)]
@@ -194,7 +194,7 @@ def start(state: str, cpsrvd_port: int, health_port: int) -> int:
             outcome = await _worker(reactor, "lecpbob", {"job": "issue", "vhost": "bob.test", "names": ["www.bob.test"]},
                                     python, paths, config)
             if outcome.get("outcome") == "issued":
-                _as_original_plugin(bob.pw_dir, bob.pw_uid, bob.pw_gid)
+                as_original_plugin(bob.pw_dir, bob.pw_uid, bob.pw_gid)
         whm = WHM(WHMAPICommand(reactor, executable=server.path("bin", "whmapi1")))
         accounts = []
         for user in server.users():
@@ -218,6 +218,8 @@ lecp sandbox is running, on 127.0.0.1 only (Ctrl-C stops everything).
            (or open a one-time login: {accounts[0]['login_url']}),
            then "Let's Encrypt SSL" and "Secure this site".
   daemon:  {facts['health_url']}  (renews every minute; certificates last {CERTIFICATE_LIFETIME // 60} minutes)
+  admin:   {os.path.join(os.path.dirname(sys.executable), 'lecp')} --config {config} status
+           (also: list, renew, issue, remove, hostcert, self-test, import; --help)
   logs:    {logs}
   as JSON: {os.path.join(state, 'sandbox.json')}
 """, flush=True)

@@ -7,7 +7,8 @@ The daemon starts it with the user's uid, gid and groups and a clean environment
 job as JSON on standard input and prints the outcome as one line of JSON. It refuses to run as
 root. Jobs: issue (vhost, names, key_type, dry_run, skip_failed_names, deadline), resume, renew
 (vhost, names, skip_failed_names, deadline), remove (vhost, revoke), reinstall (vhost,
-preferred_issuer), reuse (source, target), remove_reuse (vhost).
+preferred_issuer), reuse (source, target), remove_reuse (vhost), check (vhost, names: the
+pre-flight alone).
 Exit status: 0 with an outcome (even a failed one), 2 for a refused job, 1 when the worker failed.
 """
 
@@ -26,6 +27,7 @@ JOBS = {
     "reinstall": ("vhost", "preferred_issuer"),
     "reuse": ("source", "target"),
     "remove_reuse": ("vhost",),
+    "check": ("vhost", "names"),
 }
 
 

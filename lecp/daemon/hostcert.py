@@ -84,15 +84,25 @@ class HostCertService(TimedService):
                 return f"its certificate is due ({decision.reason})"
         return None
 
+    async def survey(self) -> tuple[str, list[str], list, dict]:
+        """The hostname, the names its certificate needs, the managed services' certificates, and why each needs replacing (or None)."""
+        hostname = await self.whm.hostname()
+        names = [hostname] + [n for n in self.config.hostcert_names if n != hostname]
+        services = [s for s in await self.whm.service_certificates() if s.service in self.config.hostcert_services]
+        now = self.clock.seconds()
+        return hostname, names, services, {s.service: self._needs(s, names, now) for s in services}
+
+    def stored(self) -> dict:
+        """What lecp keeps of the hostname certificate (certificate, chain, names; no keys)."""
+        data = self._load()
+        return {k: data[k] for k in ("cert", "chain", "names") if k in data}
+
     async def run_once(self) -> None:
         if not self.config.hostcert:
             self.status.counts = {"enabled": False}
             return
         now = self.clock.seconds()
-        hostname = await self.whm.hostname()
-        names = [hostname] + [n for n in self.config.hostcert_names if n != hostname]
-        services = [s for s in await self.whm.service_certificates() if s.service in self.config.hostcert_services]
-        reasons = {s.service: self._needs(s, names, now) for s in services}
+        hostname, names, services, reasons = await self.survey()
         needing = {k: v for k, v in reasons.items() if v}
         self.status.counts = {"hostname": hostname, "services": len(services), "needing": sorted(needing)}
         if not needing:

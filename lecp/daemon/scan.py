@@ -101,7 +101,7 @@ class InstalledCache:
         return result
 
 
-def _certificate_work(user, record: CertRecord, state, now, config, installed: InstalledCache, servername, domains,
+def certificate_work(user, record: CertRecord, state, now, config, installed: InstalledCache, servername, domains,
                       disable_mail) -> tuple[Work | None, str, float | None]:
     """The work for one record (or None), its state for metrics, and when it is next due."""
     if not record.cert_pem or not record.key_pem:
@@ -152,7 +152,7 @@ def scan_account(user: str, home: str, uid: int, now: float, config, states: dic
             continue
         domains, servername = hosts.get((user, vhost), (set(), vhost))
         state = states.get((user, vhost))
-        work, status, due = _certificate_work(user, record, state, now, config, installed, servername, domains,
+        work, status, due = certificate_work(user, record, state, now, config, installed, servername, domains,
                                               document.disable_mail)
         result.states[status] = result.states.get(status, 0) + 1
         if work is not None and vhost not in document.pending():
@@ -166,6 +166,38 @@ def scan_account(user: str, home: str, uid: int, now: float, config, states: dic
         if state and state.attempts and record.expiry - now < config.alert_days * 86400 and \
                 (state.last_alert is None or now - state.last_alert > 86400):
             result.alerts.append((user, vhost, float(record.expiry), state.last_error))
+
+
+@attrs.frozen
+class LocalFacts:
+    """What a pass reads once from local files: Unix accounts, cPanel's domain map, root's state, installed certificates."""
+
+    passwd: dict
+    hosts: dict
+    states: dict
+    installed: InstalledCache
+
+    @classmethod
+    def read(cls, config) -> "LocalFacts":
+        from lecp.daemon.accounts import read_passwd
+        from lecp.daemon.state import read_states
+
+        return cls(read_passwd(config.passwd), vhost_domains(read_userdatadomains(config.userdatadomains)),
+                   read_states(os.path.join(config.state_dir, "lecp.sqlite3")), InstalledCache(config.apache_tls))
+
+    def document(self, user: str):
+        """
+        The store of C{user}, read as root without following symlinks (owner checked); None when
+        the account has none. Raises L{LookupError} for an account without a Unix user (or root's),
+        and L{UnsafePath}, C{OSError} or C{ValueError} for a store that cannot be read or parsed.
+        """
+        entry = self.passwd.get(user)
+        if entry is None or entry.pw_uid == 0:
+            raise LookupError("no such Unix user")
+        try:
+            return parse_document(read_beneath(entry.pw_dir, STORE_PATH, entry.pw_uid))
+        except FileNotFoundError:
+            return None
 
 
 def read_userdatadomains(path: str) -> dict:

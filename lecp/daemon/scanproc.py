@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
@@ -21,11 +20,11 @@ import attrs
 
 from lecp.cpanel.envelope import CPanelError, whm_data
 from lecp.cpanel.models import Account
-from lecp.daemon.scan import InstalledCache, ScanResult, Work, read_userdatadomains, scan_listed_account, vhost_domains
-from lecp.daemon.state import _CERT_COLUMNS, CertState
+from lecp.daemon.scan import LocalFacts, ScanResult, Work, scan_listed_account
 
 
-def _accounts(config) -> list[Account]:
+def list_accounts(config) -> list[Account]:
+    """Every account WHM lists (C{whmapi1 listaccts}), synchronously."""
     done = subprocess.run([config.whmapi1, "--output=json", "listaccts",
                            "want=user%2Cdomain%2Cemail%2Cowner%2Csuspended%2Cuid%2Ctheme%2Cplan"],
                           capture_output=True, timeout=600)
@@ -35,32 +34,13 @@ def _accounts(config) -> list[Account]:
     return [Account.from_api(a) for a in data.get("acct") or () if isinstance(a, dict)]
 
 
-def _states(config) -> dict:
-    path = os.path.join(config.state_dir, "lecp.sqlite3")
-    if not os.path.exists(path):
-        return {}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(f"SELECT {', '.join(_CERT_COLUMNS)} FROM certs").fetchall()
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        db.close()
-    return {(r[0], r[1]): CertState(*r) for r in rows}
-
-
 def run(config, now: float) -> dict:
     """The whole scan, synchronously; a JSON-ready result."""
-    from lecp.daemon.accounts import read_passwd
-
-    accounts = _accounts(config)
-    passwd = read_passwd(config.passwd)
-    hosts = vhost_domains(read_userdatadomains(config.userdatadomains))
-    states = _states(config)
-    installed = InstalledCache(config.apache_tls)
+    accounts = list_accounts(config)
+    local = LocalFacts.read(config)
     result = ScanResult()
     for account in accounts:
-        scan_listed_account(account, passwd, now, config, states, installed, hosts, result)
+        scan_listed_account(account, local.passwd, now, config, local.states, local.installed, local.hosts, result)
     wanted = {w.user for w in result.work} | {a[0] for a in result.alerts}
     return {"work": [attrs.asdict(w) for w in result.work], "alerts": result.alerts, "accounts": result.accounts,
             "certificates": result.certificates, "states": result.states, "errors": result.errors,

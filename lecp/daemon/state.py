@@ -138,3 +138,17 @@ class State:
 
     def prune_events(self, before: float) -> None:
         self.db.execute("DELETE FROM events WHERE time < ?", (before,))
+
+
+def read_states(path: str) -> dict[tuple[str, str], CertState]:
+    """Every certificate's state from the database at C{path}, opened read-only (empty when there is none yet)."""
+    if not os.path.exists(path):
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(f"SELECT {', '.join(_CERT_COLUMNS)} FROM certs").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+    return {(r[0], r[1]): CertState(*r) for r in rows}

@@ -45,3 +45,18 @@ def world_readable_python(folder: str) -> tuple[str, list[str]]:
             child = os.path.join(path, name)
             os.chmod(child, os.stat(child).st_mode | 0o444)
     return SYSTEM_PYTHON, [os.path.join(folder, "src"), site]
+
+
+def write_launcher(folder: str, python: str, paths: list[str]) -> str:
+    """
+    A world-executable C{folder/bin/python} that runs C{python} with C{paths} on its path: what
+    C{[paths] worker_python} names, so workers started by any root process (the daemon, the
+    C{lecp} command) find lecp without an inherited PYTHONPATH.
+    """
+    bin_folder = os.path.join(folder, "bin")
+    os.makedirs(bin_folder, mode=0o755, exist_ok=True)
+    path = os.path.join(bin_folder, "python")
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nPYTHONPATH="{":".join(paths)}" exec {python} "$@"\n')
+    os.chmod(path, 0o755)
+    return path

@@ -68,6 +68,9 @@ class InstallerTests(TestCase):
         self.assertEqual(check.stdout.strip(), "ok", check.stderr)
         twistd = subprocess.run([self.path("opt", "lecp", "bin", "twistd"), "--help"], capture_output=True, text=True)
         self.assertIn("lecp", twistd.stdout)
+        self.assertEqual(os.readlink(self.path("usr", "local", "sbin", "lecp")), "/opt/lecp/bin/lecp")
+        admin = subprocess.run([self.path("opt", "lecp", "bin", "lecp"), "--help"], capture_output=True, text=True)
+        self.assertIn("self-test", admin.stdout, admin.stderr)
         cgi = self.path("usr", "local", "cpanel", "base", "frontend", "jupiter", "lecp", "lecp.live.cgi")
         with open(cgi) as f:
             self.assertEqual(f.readline().strip(), "#!/opt/lecp/bin/python")
@@ -108,10 +111,10 @@ class InstallerTests(TestCase):
             self.assertIn("kept by a second install", f.read())
 
         self.run_script("uninstall.sh")
-        for gone in (("opt", "lecp"), ("etc", "systemd", "system", "lecp.service"), ("etc", "chkserv.d", "lecp"),
+        for gone in (("opt", "lecp"), ("usr", "local", "sbin", "lecp"), ("etc", "systemd", "system", "lecp.service"), ("etc", "chkserv.d", "lecp"),
                      ("var", "cpanel", "chkservd", "drivers", "lecp"), ("etc", "logrotate.d", "lecp"),
                      ("usr", "local", "cpanel", "base", "frontend", "jupiter", "lecp")):
-            self.assertFalse(os.path.exists(self.path(*gone)), gone)
+            self.assertFalse(os.path.lexists(self.path(*gone)), gone)
         with open(self.path("etc", "chkserv.d", "chkservd.conf")) as f:
             self.assertNotIn("lecp:1", f.read())
         self.assertTrue(os.path.exists(self.path("etc", "lecp", "lecp.toml")))

@@ -60,6 +60,15 @@ class SandboxTests(SynchronousTestCase):
         self.assertIn("Secured until", listing)
         with urllib.request.urlopen(facts["health_url"], timeout=10) as response:
             self.assertEqual(json.loads(response.read())["status"], "ok")
+        # The admin command works on the sandbox as printed (its workers find lecp through worker_python).
+        admin = subprocess.run([os.path.join(os.path.dirname(sys.executable), "lecp"), "--config", facts["config"],
+                                "list", "--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(admin.returncode, 0, admin.stderr)
+        listed = {(c["user"], c["vhost"]): c["state"] for c in json.loads(admin.stdout)["certificates"]}
+        self.assertEqual(set(listed), {("lecpalice", "alice.test"), ("lecpbob", "bob.test")})
+        check = subprocess.run([os.path.join(os.path.dirname(sys.executable), "lecp"), "--config", facts["config"],
+                                "self-test", "--domain", "alice.test"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
         stopped = self.sandbox("stop")
         self.assertEqual(stopped.returncode, 0, stopped.stderr)

@@ -99,14 +99,16 @@ def failure_outcome(vhost: str, names, error: Exception, dry_run: bool = False) 
         retry = int(error.retry_after.timestamp()) if error.retry_after else 0
         return Outcome(FAILED, vhost, str(error), "Wait until then; renewals of existing certificates are not affected.",
                        names=names, error_type="rate_limit", retry_after=retry, dry_run=dry_run)
+    asked = getattr(error, "retry_after", None)  # the CA's Retry-After: the daemon never retries before it
+    asked = int(asked.timestamp()) if asked is not None else 0
     if isinstance(error, (ACMEConnectionError, ACMEHTTPError)):
         return Outcome(FAILED, vhost, f"Let's Encrypt could not be reached: {error}.",
                        "This is usually temporary; try again in a few minutes.", names=names,
-                       error_type="network", dry_run=dry_run)
+                       error_type="network", retry_after=asked, dry_run=dry_run)
     if isinstance(error, (ACMEProblem, OrderFailed, ACMEError)):
         return Outcome(FAILED, vhost, f"Let's Encrypt refused the request: {error}.",
                        "If this persists, contact your hosting provider with this message.", names=names,
-                       error_type="acme", dry_run=dry_run)
+                       error_type="acme", retry_after=asked, dry_run=dry_run)
     if isinstance(error, CPanelError):
         return Outcome(FAILED, vhost, f"cPanel reported an error: {error}.",
                        "Try again; if it persists, contact your hosting provider with this message.", names=names,

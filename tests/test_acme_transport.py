@@ -65,8 +65,23 @@ class _Answer(Resource):
 class _Never:
     """An HTTP client whose requests never answer."""
 
+    calls = 0
+
     def request(self, *args, **kwargs):
+        self.calls += 1
         return Deferred()
+
+
+class _Sequence:
+    """An HTTP client answering each request with the next of C{answers} (code, body, headers)."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = list(answers), 0
+
+    def request(self, method, url, **kwargs):
+        code, body, headers = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return StubTreq(_Answer(code, body, headers)).request(method, url, **kwargs)
 
 
 class _Refusing:
@@ -105,9 +120,14 @@ class TransportErrorTests(SynchronousTestCase):
         self.assertEqual(failure.value.status, 429)
 
     def test_server_internal(self):
-        """serverInternal says the CA failed and lecp will retry."""
+        """serverInternal is retried after 1 s and 4 s, then says the CA failed and lecp will retry."""
         body = b'{"type": "urn:ietf:params:acme:error:serverInternal", "detail": "db down"}'
-        failure = self.failureResultOf(self.get(500, body, {"Content-Type": "application/problem+json"}), ServerInternal)
+        d = self.get(500, body, {"Content-Type": "application/problem+json"})
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        self.assertNoResult(d)
+        self.clock.advance(4)
+        failure = self.failureResultOf(d, ServerInternal)
         self.assertIn("retry later", str(failure.value))
 
     def test_html_error(self):
@@ -122,18 +142,52 @@ class TransportErrorTests(SynchronousTestCase):
         self.assertRaises(ACMEProtocolError, response.json)
 
     def test_timeout(self):
-        """A request that never answers fails as 'timed out' after the timeout, on the injected clock."""
-        d = Deferred.fromCoroutine(self.transport(_Never()).get("https://ca/thing"))
+        """A request that never answers times out after 30 s, on the injected clock, twice retried."""
+        http = _Never()
+        d = Deferred.fromCoroutine(self.transport(http).get("https://ca/thing"))
+        for step in (30, 1, 30, 4):
+            self.assertNoResult(d)
+            self.clock.advance(step)
         self.assertNoResult(d)
         self.clock.advance(30)
         failure = self.failureResultOf(d, ACMEConnectionError)
+        self.assertEqual(http.calls, 3)
         self.assertIn("timed out", str(failure.value))
 
     def test_refused(self):
         """A refused connection says so and names the URL."""
-        failure = self.failureResultOf(Deferred.fromCoroutine(self.transport(_Refusing()).get("https://ca/x")), ACMEConnectionError)
+        d = Deferred.fromCoroutine(self.transport(_Refusing()).get("https://ca/x"))
+        self.clock.advance(1)
+        self.clock.advance(4)
+        failure = self.failureResultOf(d, ACMEConnectionError)
         self.assertIn("https://ca/x", str(failure.value))
         self.assertIn("connectionrefused", str(failure.value).replace(" ", "").lower())
+
+    def test_short_retry_after_is_waited_for(self):
+        """A 503 asking for 7 s is retried once 7 s have passed (not before), and the retry's answer counts."""
+        answers = [(503, b"busy", {"Retry-After": "7"}), (200, b'{"ok": true}', {})]
+        http = _Sequence(answers)
+        d = Deferred.fromCoroutine(self.transport(http).get("https://ca/thing"))
+        self.clock.advance(6.9)
+        self.assertNoResult(d)
+        self.assertEqual(http.calls, 1)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d).json(), {"ok": True})
+        self.assertEqual(http.calls, 2)
+
+    def test_long_retry_after_is_left_to_the_caller(self):
+        """A 503 asking for more than 20 s is raised at once, carrying the moment, for the caller to schedule."""
+        http = _Sequence([(503, b"busy", {"Retry-After": "120"})])
+        failure = self.failureResultOf(Deferred.fromCoroutine(self.transport(http).get("https://ca/thing")), ACMEHTTPError)
+        self.assertEqual(failure.value.retry_after, NOW + datetime.timedelta(seconds=120))
+        self.assertEqual(http.calls, 1)
+
+    def test_rate_limit_is_never_retried(self):
+        """rateLimited is not transient: one request, no retry."""
+        body = b'{"type": "urn:ietf:params:acme:error:rateLimited", "detail": "slow down"}'
+        http = _Sequence([(503, body, {"Content-Type": "application/problem+json", "Retry-After": "1"})])
+        self.failureResultOf(Deferred.fromCoroutine(self.transport(http).get("https://ca/thing")), RateLimited)
+        self.assertEqual(http.calls, 1)
 
     def test_newnonce_without_header(self):
         """A newNonce answer without Replay-Nonce is a protocol error, not a hang."""

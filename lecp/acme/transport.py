@@ -37,6 +37,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 JOSE_CONTENT_TYPE = "application/jose+json"
 USER_AGENT = f"lecp/{__version__} (cPanel; Twisted)"
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+TRANSIENT_DELAYS = (1.0, 4.0)
+MAX_TRANSIENT_WAIT = 20.0
+TRANSIENT_STATUSES = (500, 502, 503, 504)
 
 log = Logger()
 
@@ -163,6 +166,10 @@ class JWSTransport:
     @ivar kid: the account URL once known; requests are then signed with C{kid}, else with C{jwk}.
     @ivar max_bad_nonce_retries: how many times a C{badNonce} answer is retried with a fresh nonce.
     @ivar timeout: seconds allowed for one request, answer body included.
+    @ivar transient_delays: the waits before retrying a request that met a transient failure
+        (connection lost, truncated answer, timeout, HTTP 500/502/503/504); one retry per entry.
+        A C{Retry-After} longer than C{max_transient_wait} is not waited for: the error is
+        raised at once, carrying it, for the caller to schedule the retry.
     """
 
     _http: object
@@ -173,6 +180,8 @@ class JWSTransport:
     new_nonce_url: str | None = None
     timeout: float = 30.0
     max_bad_nonce_retries: int = 5
+    transient_delays: tuple = TRANSIENT_DELAYS
+    max_transient_wait: float = MAX_TRANSIENT_WAIT
     user_agent: str = USER_AGENT
     _nonces: list = attrs.field(factory=list)
     requests_sent: int = 0
@@ -227,9 +236,43 @@ class JWSTransport:
 
     async def get(self, url: str) -> Response:
         """An unauthenticated GET (the directory, ARI); errors raised as typed exceptions."""
+        return await self._with_transient_retries(url, self._get_once)
+
+    async def _get_once(self, url: str) -> Response:
         response = await self._request("GET", url)
         self._raise_for_error(response)
         return response
+
+    def _transient_wait(self, error: Exception, attempt: int) -> float | None:
+        """How long to wait before retrying after C{error}, or None when it must not be retried now."""
+        if attempt >= len(self.transient_delays):
+            return None
+        if isinstance(error, ACMEConnectionError):
+            return self.transient_delays[attempt]
+        status = getattr(error, "status", None)
+        if status not in TRANSIENT_STATUSES or getattr(error, "code", "") == "rateLimited":
+            return None
+        delay = self.transient_delays[attempt]
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after.timestamp() - self._clock.seconds())
+        return delay if delay <= self.max_transient_wait else None
+
+    async def _with_transient_retries(self, url: str, once, *args, **kwargs) -> Response:
+        """C{once(url, ...)}, retried after transient failures as L{transient_delays} and Retry-After allow."""
+        from twisted.internet.task import deferLater
+
+        attempt = 0
+        while True:
+            try:
+                return await once(url, *args, **kwargs)
+            except (ACMEConnectionError, ACMEHTTPError, ACMEProblem) as error:
+                delay = self._transient_wait(error, attempt)
+                if delay is None:
+                    raise
+                attempt += 1
+                log.info("Transient failure from {url} ({error}); retry {attempt} in {delay:.1f} s",
+                         url=url, error=str(error), attempt=attempt, delay=delay)
+                await deferLater(self._clock, delay, lambda: None)
 
     async def _fresh_nonce(self) -> str:
         if self._nonces:
@@ -264,6 +307,9 @@ class JWSTransport:
             data = payload.json_dumps().encode()
         if not use_jwk and self.kid is None:
             raise ACMEProtocolError(url, "no account URL is known yet to sign this request with")
+        return await self._with_transient_retries(url, self._post_once, data, use_jwk)
+
+    async def _post_once(self, url: str, data: bytes, use_jwk: bool) -> Response:
         attempt = 0
         while True:
             nonce = await self._fresh_nonce()

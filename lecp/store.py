@@ -451,6 +451,21 @@ class Store:
                 delay = min(delay * 2, 0.1)
 
 
+def _sweep_temporaries(dir_fd: int) -> None:
+    """
+    Remove the temporary copies of the document left by a writer that died between creating and
+    renaming one (they hold private keys). Called with the lock held: every writer holds it, so
+    any temporary copy present belongs to a writer that is gone.
+    """
+    prefix = f".{DOCUMENT}."
+    for name in os.listdir(dir_fd):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+
+
 class _Update:
     """The context manager of L{Store.update} (a class: contextlib costs a page view 10 ms)."""
 
@@ -463,6 +478,7 @@ class _Update:
         try:
             self.lock = self.store._open_file(self.dir_fd, LOCK, os.O_RDWR | os.O_CREAT)
             self.store._lock(self.lock)
+            _sweep_temporaries(self.dir_fd)
             self.document = self.store._read(self.dir_fd)
         except BaseException:
             self._close()

@@ -74,6 +74,21 @@ class StoreTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.store.folder)).st_mode), 0o700)
         self.assertEqual(sorted(os.listdir(self.store.folder)), ["letsencrypt-cpanel", "letsencrypt-cpanel.lock"])
 
+    def test_temporaries_of_dead_writers_are_swept(self):
+        """A temporary copy left by a writer killed before its rename goes at the next update; others stay."""
+        with self.store.update() as document:
+            document.disable_mail = True
+        for name in (".letsencrypt-cpanel.0123456789ab.tmp", "unrelated.tmp"):
+            with open(os.path.join(self.store.folder, name), "w") as f:
+                f.write('{"accountkey": "SECRET"}')
+        self.assertIn(".letsencrypt-cpanel.0123456789ab.tmp", os.listdir(self.store.folder))  # reads leave it
+        self.store.read()
+        self.assertIn(".letsencrypt-cpanel.0123456789ab.tmp", os.listdir(self.store.folder))
+        with self.store.update():
+            pass
+        self.assertEqual(sorted(os.listdir(self.store.folder)),
+                         ["letsencrypt-cpanel", "letsencrypt-cpanel.lock", "unrelated.tmp"])
+
     def test_unchanged_update_writes_nothing(self):
         """An update that changes nothing leaves the file untouched."""
         with self.store.update() as document:

@@ -71,9 +71,9 @@ class PageFixture(PebbleTestCase):
         stopped = gatherResults([p.stopListening() for p in self.ports] + [self.web_pool.closeCachedConnections()])
         return stopped.addCallback(lambda _: super(PageFixture, self).tearDown())
 
-    async def login(self):
+    async def login(self, user: str = "alice"):
         http = HTTPClient(self.agent)
-        response = await http.post(f"{self.front}/login/", data={"user": "alice", "pass": DEFAULT_PASSWORD},
+        response = await http.post(f"{self.front}/login/", data={"user": user, "pass": DEFAULT_PASSWORD},
                                    allow_redirects=False)
         await response.content()
         cookie = SimpleCookie(response.headers.getRawHeaders("set-cookie")[0])["cpsession"].value
@@ -94,8 +94,8 @@ class PageFixture(PebbleTestCase):
                                                               "Accept": accept})
         return response.code, (await response.content()).decode()
 
-    async def token(self):
-        code, body = await self.get("action=issue&vhost=alice.test")
+    async def token(self, vhost: str = "alice.test"):
+        code, body = await self.get(f"action=issue&vhost={vhost}")
         return re.search(r'name="csrf_token" value="([0-9a-f]+)"', body).group(1)
 
 

@@ -121,6 +121,7 @@ class Front(resource.Resource):
         # Unix socket paths are limited to 108 bytes: keep them in a short folder.
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="lecp-cpsrvd-")
         os.chmod(self.run_dir, 0o711)
+        self.running: dict = {}  # pid -> the CGI processes running now (tests kill them mid-request)
 
     # Sessions
 
@@ -311,8 +312,10 @@ class Front(resource.Resource):
             protocol, path, [path], env=env, path=os.path.dirname(path), uid=uid, gid=gid,
         )
         timer = self.reactor.callLater(CGI_TIMEOUT, lambda: process.signalProcess("KILL"))
+        self.running[process.pid] = process
 
         def done(result):
+            self.running.pop(process.pid, None)
             out, err, code = result
             if timer.active():
                 timer.cancel()

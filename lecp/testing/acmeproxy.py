@@ -67,6 +67,7 @@ class ProxyControls:
 
     hold_orders: bool = False
     requests: list = attrs.field(factory=list)  # (method, path, clock time) of every request
+    answers: list = attrs.field(factory=list)  # (method, path, status, clock time) of every answer forwarded
     faults: list = attrs.field(factory=list)
     waiting: set = attrs.field(factory=set)  # delays in progress, cancelled when the proxy stops
 
@@ -116,6 +117,7 @@ class _Forward(Resource):
                                            headers=headers, allow_redirects=False, reactor=self.reactor)
         content = await response.content()
         content = self._rewrite(content)
+        self.controls.answers.append((method, path, response.code, self.reactor.seconds()))
         if fault is not None and fault.kind == "lose_answer":
             request.transport.abortConnection()
             return

@@ -182,3 +182,58 @@ class SystemTestCase(PebbleTestCase):
         self.reactor.spawnProcess(Collect(done), self.python, [self.python, "-m", "lecp.worker"], env=env, path="/",
                                   uid=user.pw_uid, gid=user.pw_gid)
         return done
+
+
+class PageSession:
+    """lecp's page on the emulated cPanel front, logged in as a real account (see L{open_page})."""
+
+    def __init__(self, http, page: str, cookie: str, front):
+        self.http, self.page, self.cookie, self.front = http, page, cookie, front
+
+    async def api(self, function: str, document: dict | None = None) -> tuple[int, dict]:
+        """A JSON API call: POST when C{document} is given, else GET."""
+        import json
+
+        url = f"{self.page}?api_version=1&api_function={function}"
+        headers = {"Cookie": self.cookie, "Accept": "application/json", "Content-Type": "application/json"}
+        if document is None:
+            response = await self.http.get(url, headers=headers)
+        else:
+            response = await self.http.post(url, data=json.dumps(document).encode(), headers=headers)
+        body = await response.content()
+        try:
+            return response.code, json.loads(body)
+        except ValueError:
+            return response.code, {"errors": [body.decode("utf-8", "replace")[-500:]]}
+
+    async def form(self, fields: dict) -> tuple[int, str]:
+        """A form POST, with the CSRF token the page hands out."""
+        _, listing = await self.api("list-certificates")
+        response = await self.http.post(self.page, data={**fields, "csrf_token": listing["data"]["csrf_token"]},
+                                        headers={"Cookie": self.cookie})
+        return response.code, (await response.content()).decode()
+
+
+async def open_page(test: SystemTestCase, python: str) -> PageSession:
+    """Install the page (run by C{python}), serve the cpsrvd front, and log in as the test's first account."""
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    from lecp.sandbox import _install_page
+    from lecp.testing.cpanel.build import DEFAULT_PASSWORD
+    from lecp.testing.cpanel.cpsrvd import listen_front
+
+    _install_page(test.server, python)
+    front_port = listen_front(test.reactor, 0, test.server, {"LECP_CONFIG": test.config_path})
+    test.addCleanup(front_port.stopListening)
+    base = f"http://127.0.0.1:{front_port.getHost().port}"
+    pool = HTTPConnectionPool(test.reactor, persistent=False)
+    test.addCleanup(pool.closeCachedConnections)
+    http = HTTPClient(Agent(test.reactor, pool=pool))
+    response = await http.post(f"{base}/login/", data={"user": test.users[0], "pass": DEFAULT_PASSWORD},
+                               allow_redirects=False)
+    await response.content()
+    cookie = response.headers.getRawHeaders("set-cookie")[0].split(";")[0]
+    session = response.headers.getRawHeaders("location")[0].split("/frontend/")[0]
+    return PageSession(http, f"{base}{session}/frontend/jupiter/lecp/lecp.live.cgi", cookie,
+                       front_port.port.factory.resource)

@@ -19,18 +19,16 @@ import signal
 import sys
 import time
 
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from lecp.keys import key_matches_certificate, load_certificate, load_private_key, split_pem_chain
 from lecp.store import Store
 from lecp.testing.pebble import PebbleSettings, free_ports
 from lecp.testing.python import write_launcher
-from tests.integration.support import SystemTestCase
+from tests.integration.support import SystemTestCase, open_page
 
 LECP = os.path.join(os.path.dirname(sys.executable), "lecp")
 TRIALS = int(os.environ.get("LECP_CRASH_TRIALS", "0") or 0)
@@ -164,25 +162,8 @@ class WorkerAndPageCrashTests(CrashTestCase):
 
     async def test_page_killed_mid_issuance(self):
         """The page's CGI process killed while it issues through the JSON API; recovery finishes the job."""
-        from lecp.sandbox import _install_page
-        from lecp.testing.cpanel.build import DEFAULT_PASSWORD
-        from lecp.testing.cpanel.cpsrvd import listen_front
-
         self.configure()
-        _install_page(self.server, self.launcher)
-        front_port = listen_front(self.reactor, 0, self.server, {"LECP_CONFIG": self.config_path})
-        self.addCleanup(front_port.stopListening)
-        front = front_port.port.factory.resource
-        base = f"http://127.0.0.1:{front_port.getHost().port}"
-        pool = HTTPConnectionPool(self.reactor, persistent=False)
-        self.addCleanup(pool.closeCachedConnections)
-        http = HTTPClient(Agent(self.reactor, pool=pool))
-        response = await http.post(f"{base}/login/", data={"user": self.users[0], "pass": DEFAULT_PASSWORD},
-                                   allow_redirects=False)
-        await response.content()
-        cookie = response.headers.getRawHeaders("set-cookie")[0].split(";")[0]
-        token = response.headers.getRawHeaders("location")[0].split("/frontend/")[0]
-        page = f"{base}{token}/frontend/jupiter/lecp/lecp.live.cgi?api_version=1&api_function="
+        page = await open_page(self, self.launcher)
         key = None
         for trial in range(max(2, TRIALS // 10)):
             function = "reinstall-certificate" if key else "issue-certificate"
@@ -191,12 +172,11 @@ class WorkerAndPageCrashTests(CrashTestCase):
                 body["dns_identifiers"] = [self.vhost, f"www.{self.vhost}"]
             delay = self.rng.uniform(0.2, 1.5)
             label = f"page trial {trial} ({function}, killed after {delay:.2f} s)"
-            request = http.post(page + function, data=json.dumps(body).encode(),
-                                headers={"Cookie": cookie, "Content-Type": "application/json", "Accept": "application/json"})
+            request = Deferred.fromCoroutine(page.api(function, body))
             await deferLater(self.reactor, delay, lambda: None)
-            for process in list(front.running.values()):
+            for process in list(page.front.running.values()):
                 self.kill(process)
-            await (await request).content()
+            await request
             key = self.check_after_kill(key, label)
             await self.recover(label)
             key = self.check_after_kill(key, label + " after recovery")

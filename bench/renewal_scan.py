@@ -35,8 +35,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build(base: str, accounts: int, per_account: int) -> dict:
-    """The emulated server's files, written directly (create_server would fsync 60,000 times)."""
+def build(base: str, accounts: int, per_account: int, due: int = 0) -> dict:
+    """
+    The emulated server's files, written directly (create_server would fsync 60,000 times). The
+    first C{due} accounts' certificates are due for renewal, with a document root their uid owns.
+    """
     from lecp.keys import certificate_to_pem, generate_private_key, make_self_signed_certificate, private_key_to_pem
     from lecp.store import CertRecord, Document
     from lecp.testing.cpanel.cli import write_scripts
@@ -69,9 +72,10 @@ def build(base: str, accounts: int, per_account: int) -> dict:
         with open(os.path.join(root, "accounts", f"{user}.json"), "w") as f:
             json.dump(record, f)
         document = Document()
+        life = (now + 2 * 86400, now - 88 * 86400) if i < due else (now + 60 * 86400, now - 30 * 86400)
         for vhost in [main] + subs:
             document.put_certificate(CertRecord(vhost, key_pem, cert, order_url="https://acme/order", cert_id=f"id-{vhost}",
-                                                key_id="k", expiry=now + 60 * 86400, not_before=now - 30 * 86400,
+                                                key_id="k", expiry=life[0], not_before=life[1],
                                                 key_type="rsa:2048", issuer="R11", vhost_domains=(vhost,)))
             userdatadomains[vhost] = [user, "root", "main" if vhost == main else "sub", vhost, home, "127.0.0.1:80",
                                       "", "", "0", "ea-php82"]
@@ -82,7 +86,12 @@ def build(base: str, accounts: int, per_account: int) -> dict:
         os.makedirs(nvdata)
         with open(os.path.join(nvdata, "letsencrypt-cpanel"), "wb") as f:
             f.write(document.serialise())
-        for path in (home, os.path.dirname(nvdata), nvdata, os.path.join(nvdata, "letsencrypt-cpanel")):
+        owned = [home, os.path.dirname(nvdata), nvdata, os.path.join(nvdata, "letsencrypt-cpanel")]
+        if i < due:
+            owned += [os.path.join(home, "public_html")] + [os.path.join(home, "public_html", s) for s in subs]
+            for folder in owned[4:]:
+                os.makedirs(folder, exist_ok=True)
+        for path in owned:
             os.chown(path, uid, uid)
         passwd.append(f"{user}:x:{uid}:{uid}::{home}:/bin/bash\n")
     with open(os.path.join(root, "etc", "userdatadomains.json"), "w") as f:
@@ -96,7 +105,7 @@ def build(base: str, accounts: int, per_account: int) -> dict:
                 f'[health]\nport = {port}\n[paths]\nstate_dir = "{base}/state"\ndaemon_socket = "{base}/run/lecp.sock"\n'
                 f'whmapi1 = "{root}/bin/whmapi1"\nuapi = "{root}/bin/uapi"\napache_tls = "{tls}"\n'
                 f'userdatadomains = "{root}/etc/userdatadomains.json"\npasswd = "{base}/passwd"\n')
-    return {"config": config, "port": port, "bytes_per_store": len(document.serialise())}
+    return {"config": config, "port": port, "bytes_per_store": len(document.serialise()), "root": root, "tls": tls}
 
 
 def get(port: int, path: str, timeout: float = 5.0):

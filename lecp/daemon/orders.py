@@ -9,7 +9,6 @@ the retry time each order was given, and resumes each order in a worker as the u
 from __future__ import annotations
 
 import os
-import pwd
 import socket
 import struct
 
@@ -18,6 +17,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from lecp.daemon.accounts import read_passwd
 from lecp.daemon.scan import STORE_PATH, Work
 from lecp.daemon.timed import TimedService
 from lecp.saferead import UnsafePath, read_beneath
@@ -63,6 +63,11 @@ class OrdersService(TimedService):
     _port: object = None
     _inflight: set = attrs.field(factory=set)
     signals: int = 0
+    passwd: object = None  # () -> {name: account}; default: the configured passwd file
+
+    def accounts(self) -> dict:
+        """The Unix accounts by name, as the renewal service reads them."""
+        return self.passwd() if self.passwd is not None else read_passwd(self.config.passwd)
 
     def first_delay(self) -> float:
         return min(30.0, self.config.orders_interval)
@@ -92,11 +97,16 @@ class OrdersService(TimedService):
     def signalled(self, uid: int) -> None:
         """A page of the account with Unix uid C{uid} left a deferred order."""
         self.signals += 1
-        try:
-            account = pwd.getpwuid(uid)
-        except KeyError:
-            return
         if uid == 0:
+            return
+        try:
+            account = next((a for a in self.accounts().values() if a.pw_uid == uid), None)
+        except OSError as e:
+            log.warn("Cannot read {path}: {error}", path=self.config.passwd, error=str(e))
+            return
+        if account is None:
+            log.warn("A process of uid {uid}, unknown to {path}, signalled the orders socket", uid=uid,
+                     path=self.config.passwd)
             return
         Deferred.fromCoroutine(self.resume_account(account)).addErrback(
             lambda f: log.failure("Resuming orders of {user}", f, user=account.pw_name))
@@ -129,10 +139,10 @@ class OrdersService(TimedService):
             if next_attempt <= now:
                 due.setdefault(user, set()).add(vhost)
         resumes = []
+        accounts = self.accounts() if due else {}
         for user, vhosts in due.items():
-            try:
-                account = pwd.getpwnam(user)
-            except KeyError:
+            account = accounts.get(user)
+            if account is None or account.pw_uid == 0:
                 continue
             resumes.append(Deferred.fromCoroutine(self.resume_account(account, vhosts)))
         await gatherResults(resumes)

@@ -153,6 +153,13 @@ class SystemTestCase(PebbleTestCase):
 
     def run_worker(self, job: dict, user=None):
         """lecp.worker as the daemon starts it: the user's ids, a clean environment; fires (out, err, code)."""
+        user = user or self.user
+        env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config_path, "LANG": "C.UTF-8",
+               "PYTHONPATH": ":".join(self.python_path)}
+        return self.run_worker_with_env(job, user, env)
+
+    def run_worker_with_env(self, job: dict, user, env: dict):
+        """L{run_worker} with a given environment (a hostile one, say)."""
         import json
 
         from twisted.internet.defer import Deferred
@@ -175,10 +182,7 @@ class SystemTestCase(PebbleTestCase):
             def processEnded(self, reason):
                 self.done.callback((b"".join(self.out), b"".join(self.err), reason.value.exitCode))
 
-        user = user or self.user
         done = Deferred()
-        env = {"HOME": user.pw_dir, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config_path, "LANG": "C.UTF-8",
-               "PYTHONPATH": ":".join(self.python_path)}
         self.reactor.spawnProcess(Collect(done), self.python, [self.python, "-m", "lecp.worker"], env=env, path="/",
                                   uid=user.pw_uid, gid=user.pw_gid)
         return done

@@ -165,14 +165,18 @@ class DefaultPebbleTests(PebbleTestCase):
         """
         30 issuances (3 accounts, 10 in a row each, run side by side to save wall time), with
         names reused half the time: not a single failure, and badNonce answers were met and absorbed.
+        `make soak` runs 200 (LECP_LOAD_ISSUANCES).
         """
+        import os
+
         from twisted.internet.defer import Deferred, gatherResults
 
         key = generate_private_key("ecdsa:p-256")
+        per_lane = -(-int(os.environ.get("LECP_LOAD_ISSUANCES", "30")) // 3)
 
         async def lane(client):
             first = fresh_names(2)
-            for i in range(10):
+            for i in range(per_lane):
                 names = first if i % 2 else fresh_names(2)  # reuse exercises Pebble's authz reuse
                 result = await client.issue(names, make_csr(key, names), self.responder, self.reactor.seconds() + 60)
                 self.assertIsInstance(result, IssuedCertificate, f"issuance {i + 1}: {result}")
@@ -182,4 +186,4 @@ class DefaultPebbleTests(PebbleTestCase):
         retried = await gatherResults([Deferred.fromCoroutine(lane(c)) for c in clients])
         self.assertGreater(sum(retried), 0)
 
-    test_thirty_consecutive_issuances.timeout = 600
+    test_thirty_consecutive_issuances.timeout = 3600

@@ -121,3 +121,125 @@ class PrivilegeTests(SystemTestCase):
         out, code = await done
         self.assertEqual(code, 1)
         self.assertIn("refuses to run as root", json.loads(out)["message"])
+
+    async def test_orders_socket_acts_only_for_the_connecting_account(self):
+        """
+        A user who writes another account's name and website to the daemon's socket gets the
+        daemon to look at their own deferred orders only: the account comes from SO_PEERCRED.
+        """
+        import pwd
+
+        from lecp.config import Config
+        from lecp.daemon.orders import OrdersService
+        from lecp.daemon.state import State
+        from lecp.outcome import Outcome
+        from lecp.store import Document, PendingOrder, Store
+        from lecp.tap import Settings
+
+        victim = pwd.getpwnam(self.users[1])
+        victim_home = self.server.account(self.users[1])["home"]
+        victim_store = Store(victim_home, uid=victim.pw_uid)
+        order = PendingOrder(f"{self.users[1]}.test", "https://ca/order/1", "KEY", (f"{self.users[1]}.test",),
+                             "ecdsa:p-256", "https://ca/dir", 0)
+        document = Document()
+        document.put_pending(order)
+        os.makedirs(victim_store.folder, exist_ok=True)
+        with open(victim_store.path, "wb") as f:
+            f.write(document.serialise())
+        for path in (os.path.join(victim_home, ".cpanel"), victim_store.folder, victim_store.path):
+            os.chown(path, victim.pw_uid, victim.pw_gid)
+        asked = []
+
+        class Runner:
+            async def run(self, user, job):
+                asked.append((user, job))
+                return Outcome("deferred", job["vhost"], "still pending")
+
+            def stop(self):
+                pass
+
+        class Recorder:
+            async def record(self, work, outcome):
+                pass
+
+        folder = tempfile.mkdtemp(prefix="lecp-sock-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        os.chmod(folder, 0o755)
+        config = Config(daemon_socket=os.path.join(folder, "lecp.sock"), state_dir=folder)
+        accounts = {u: pwd.getpwnam(u) for u in self.users}
+        service = OrdersService(self.reactor, Settings(config), state=State(os.path.join(folder, "state.db")),
+                                runner=Runner(), recorder=Recorder(), reactor=self.reactor, passwd=lambda: accounts)
+        service.startService()
+        self.addCleanup(service.stopService)
+        message = json.dumps({"pending": f"{self.users[1]}.test", "user": self.users[1], "uid": victim.pw_uid})
+        script = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+                  "s.sendall(sys.argv[2].encode() + b'\\n'); s.close()")
+        done = Deferred()
+
+        class Wait(ProcessProtocol):
+            def processEnded(self, reason):
+                done.callback(reason.value.exitCode)
+
+        self.reactor.spawnProcess(Wait(), "/usr/bin/python3", ["/usr/bin/python3", "-c", script, config.daemon_socket, message],
+                                  env={}, path="/", uid=self.user.pw_uid, gid=self.user.pw_gid)
+        self.assertEqual(await done, 0)
+        from twisted.internet.task import deferLater
+
+        for _ in range(40):  # the signal is handled as the connection arrives
+            if service.signals:
+                break
+            await deferLater(self.reactor, 0.05, lambda: None)
+        self.assertEqual(service.signals, 1)
+        self.assertEqual(asked, [])  # the attacker has no deferred order; the victim's was not touched
+        self.assertEqual(list(victim_store.read().pending()), [f"{self.users[1]}.test"])
+
+    async def test_another_accounts_keys_are_out_of_reach(self):
+        """A worker started with another account's HOME still works on its own store; the other store stays unreadable."""
+        victim_home = self.server.account(self.users[1])["home"]
+        out, err, code = await self.run_worker({"job": "issue", "vhost": f"{self.users[1]}.test"},
+                                               user=__import__("pwd").getpwnam(self.users[1]))
+        self.assertEqual(json.loads(out)["outcome"], "issued", err.decode()[-2000:])
+        victim_store = os.path.join(victim_home, ".cpanel", "nvdata", DOCUMENT)
+        with open(victim_store, "rb") as f:
+            before = f.read()
+        import pwd
+
+        attacker = pwd.getpwnam(self.users[0])
+        done = Deferred()
+        output = []
+
+        class Collect(ProcessProtocol):
+            def outReceived(self, data):
+                output.append(data)
+
+            errReceived = outReceived
+
+            def processEnded(self, reason):
+                done.callback(reason.value.exitCode)
+
+        env = {"HOME": victim_home, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config_path, "LANG": "C.UTF-8",
+               "PYTHONPATH": ":".join(self.python_path)}
+        probe = f"open({victim_store!r}, 'rb').read()"
+        self.reactor.spawnProcess(Collect(), self.python, [self.python, "-c", probe], env=env, path="/",
+                                  uid=attacker.pw_uid, gid=attacker.pw_gid)
+        self.assertNotEqual(await done, 0)
+        self.assertIn(b"PermissionError", b"".join(output))
+        env_worker = dict(env)
+        out, err, code = await self.run_worker_with_env({"job": "issue", "vhost": f"{self.users[0]}.test"}, attacker, env_worker)
+        self.assertEqual(json.loads(out)["outcome"], "issued", err.decode()[-2000:])
+        self.assertTrue(os.path.exists(os.path.join(self.home, ".cpanel", "nvdata", DOCUMENT)))  # the worker's own home
+        with open(victim_store, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    async def test_hard_link_to_a_root_file_refused(self):
+        """A store that is a hard link to a file the account does not own is refused by root's reader."""
+        folder = os.path.join(self.home, ".cpanel", "nvdata")
+        os.makedirs(folder, exist_ok=True)
+        for path in (os.path.dirname(folder), folder):
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+        secret = os.path.join(self.base, "root-secret")
+        with open(secret, "w") as f:
+            f.write('{"certs": {}}')
+        os.link(secret, os.path.join(folder, DOCUMENT))
+        with self.assertRaises(UnsafePath):
+            read_beneath(self.home, f".cpanel/nvdata/{DOCUMENT}", self.user.pw_uid)

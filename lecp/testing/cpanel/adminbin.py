@@ -48,10 +48,13 @@ class AdminbinProtocol(Protocol):
         self.transport.loseConnection()
 
     def _answer(self, line: bytes) -> dict:
+        uid = peer_uid(self.transport)
         try:
-            user = pwd.getpwuid(peer_uid(self.transport)).pw_name
+            user = pwd.getpwuid(uid).pw_name
         except KeyError:
-            return {"cli_error": "uapi: your Unix user is unknown to this server"}
+            user = self.server.user_for_uid(uid)
+            if user is None:
+                return {"cli_error": "uapi: your Unix user is unknown to this server"}
         try:
             self.server.account(user)
         except NoSuchAccount:

@@ -113,7 +113,9 @@ def uapi_main(argv: list[str], root: str) -> int:
         try:
             user = pwd.getpwuid(euid).pw_name
         except KeyError:
-            raise SystemExit("uapi: your Unix user is unknown to this server") from None
+            user = server.user_for_uid(euid)
+            if user is None:
+                raise SystemExit("uapi: your Unix user is unknown to this server") from None
         if options.get("user") not in (None, user):
             raise SystemExit("uapi: only root may act as another user with --user")
         from lecp.testing.cpanel.adminbin import call_as_user

@@ -98,6 +98,22 @@ class Server:
         folder = self.path("accounts")
         return sorted(n[:-5] for n in os.listdir(folder) if n.endswith(".json")) if os.path.isdir(folder) else []
 
+    def user_for_uid(self, uid: int) -> str | None:
+        """
+        The account whose record names C{uid}, for accounts without a passwd entry (the large
+        synthetic servers of the benchmarks); the index is rebuilt when a uid is not in it.
+        """
+        index = getattr(self, "_uids", None)
+        if index is None or uid not in index:
+            index = {}
+            for user in self.users():
+                try:
+                    index[int(self.account(user).get("uid", -1))] = user
+                except (NoSuchAccount, ValueError, TypeError):
+                    continue
+            self._uids = index
+        return index.get(uid)
+
     def account(self, user: str) -> dict:
         """An account's record; raises L{NoSuchAccount}."""
         if not user or "/" in user or user.startswith("."):

@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.lecp-installed
 
-.PHONY: test unit integration bench soak sandbox system-deps test-deps venv clean
+.PHONY: test unit integration bench bench-deps soak sandbox system-deps test-deps venv clean
 
 test: test-deps venv
 	$(PY) -m pytest tests
@@ -17,8 +17,16 @@ unit: venv
 integration: test-deps venv
 	$(PY) -m pytest tests/integration
 
-bench: system-deps venv
+bench: bench-deps venv
 	$(PY) bench/run_all.py
+
+# The peers lecp is compared with: Debian's acme-tiny and uacme, and certbot from PyPI in its own virtualenv.
+BENCH_PACKAGES = pebble python3 acme-tiny uacme openssl
+CERTBOT = bench/.certbot/bin/certbot
+
+bench-deps:
+	$(call apt_install,$(BENCH_PACKAGES))
+	test -x $(CERTBOT) || { $(PYTHON) -m venv bench/.certbot && bench/.certbot/bin/pip install -q certbot; }
 
 # The long form of the reliability tests (about an hour, as root): 120 crash trials of the worker
 # (12 of the page, 12 of the daemon), 200 issuances at Pebble's defaults, 25 rounds of the page, the
@@ -60,7 +68,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $@
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) bench/.certbot build dist *.egg-info _trial_temp .pytest_cache twisted/plugins/dropin.cache
 
 SANDBOX_DIR ?= /var/lib/lecp-sandbox
 

@@ -35,13 +35,17 @@ def machine() -> dict:
 
 
 def summary(values: list[float]) -> dict:
-    """Median, p90, min and max of a list of seconds."""
+    """Median, p90, p95, min and max of a list of seconds."""
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+
+    def rank(q):
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
     return {
         "n": len(values),
         "median": round(statistics.median(ordered), 4),
-        "p90": round(p90, 4),
+        "p90": round(rank(0.9), 4),
+        "p95": round(rank(0.95), 4),
         "min": round(ordered[0], 4),
         "max": round(ordered[-1], 4),
     }

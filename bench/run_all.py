@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHMARKS = ["acme_issuance.py", "emulator_uapi.py", "page_imports.py", "page_views.py", "renewal_scan.py"]
+BENCHMARKS = ["acme_issuance.py", "emulator_uapi.py", "page_imports.py", "page_views.py", "renewal_scan.py",
+              "peers_issuance.py", "mass_renewal.py"]
 
 
 def main() -> int:

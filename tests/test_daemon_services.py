@@ -392,3 +392,32 @@ class ARITests(RenewalFixture):
         self.store_with_ari(60)
         self.run_pass()
         self.assertEqual([p for p in self.ca.paths() if p.startswith("/ari")], [])
+
+
+class OrdersSignalTests(RenewalFixture):
+    """Who the orders socket works for: the account of the connecting uid, from the configured passwd file."""
+
+    def make_service(self):
+        from lecp.daemon.orders import OrdersService
+
+        return OrdersService(self.clock, self.settings, state=self.state, runner=self.runner, recorder=self.recorder,
+                             reactor=self.clock, passwd=lambda: self.passwd)
+
+    def test_known_uid_resumes_its_own_orders(self):
+        """A signal from alice's uid resumes alice's deferred order, as alice."""
+        from lecp.store import PendingOrder
+
+        with self.update_store() as document:
+            document.put_pending(PendingOrder("a.test", "https://ca/order/1", "KEY", ("a.test",), "ecdsa:p-256",
+                                              "https://ca/dir", int(START)))
+        service = self.make_service()
+        service.signalled(self.uid)
+        self.assertEqual(service.signals, 1)
+        self.assertEqual(self.runner.jobs, [("alice", {"job": "resume", "vhost": "a.test"})])
+
+    def test_unknown_uid_and_root_do_nothing(self):
+        """A uid the passwd file does not know, or root's, starts no job."""
+        service = self.make_service()
+        service.signalled(self.uid + 1)
+        service.signalled(0)
+        self.assertEqual((service.signals, self.runner.jobs), (2, []))

@@ -128,6 +128,18 @@ class Server:
         os.makedirs(self.path("accounts"), exist_ok=True)
         atomic_write(self.path("accounts", f"{record['user']}.json"), _dump(record), 0o600)
 
+    def add_addon(self, user: str, domain: str) -> str:
+        """Add the addon domain C{domain} to C{user}'s account (as WHM would); returns its document root."""
+        record = self.account(user)
+        main = record["main_domain"]["domain"]
+        docroot = os.path.join(record["home"], domain)
+        record["addon_domains"].append({"domain": domain, "servername": f"{domain.split('.')[0]}.{main}",
+                                        "documentroot": docroot})
+        os.makedirs(docroot, mode=0o755, exist_ok=True)
+        self.save_account(record)
+        write_userdatadomains(self)
+        return docroot
+
     def owner_of_domain(self, domain: str) -> str | None:
         """The account that owns C{domain} (any kind of name, with or without www.)."""
         domain = domain.lower().rstrip(".")

@@ -29,6 +29,7 @@ JOBS = {
     "remove_reuse": ("vhost",),
     "check": ("vhost", "names"),
 }
+MAX_BATCH = 100
 
 
 def _emit(value: dict) -> None:
@@ -37,11 +38,24 @@ def _emit(value: dict) -> None:
 
 
 def parse_job(text: str) -> tuple[str, dict]:
-    """The job name and its arguments; ValueError with the reason when malformed."""
+    """
+    The job name and its arguments; ValueError with the reason when malformed. A C{batch}
+    (C{{"job": "batch", "jobs": [job, ...]}}, at most L{MAX_BATCH}) runs its jobs one after the
+    other in this one process: the daemon renews all of an account's due certificates that way.
+    """
     try:
         request = json.loads(text)
     except ValueError as e:
         raise ValueError(f"the job is not JSON ({e})") from None
+    if isinstance(request, dict) and request.get("job") == "batch":
+        jobs = request.get("jobs")
+        if set(request) != {"job", "jobs"} or not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH:
+            raise ValueError(f"a batch is {{\"job\": \"batch\", \"jobs\": [...]}} with 1 to {MAX_BATCH} jobs")
+        return "batch", {"jobs": [_parse_one(job) for job in jobs]}
+    return _parse_one(request)
+
+
+def _parse_one(request) -> tuple[str, dict]:
     if not isinstance(request, dict) or request.get("job") not in JOBS:
         raise ValueError(f"the job must be an object whose 'job' is one of {', '.join(JOBS)}")
     allowed = JOBS[request["job"]]
@@ -63,8 +77,30 @@ async def run_job(reactor, job: str, arguments: dict) -> dict:
     config = load()
     home = pwd.getpwuid(os.geteuid()).pw_dir
     jobs = Jobs.create(reactor, config, Store(home), CPanel(UAPICommand(reactor, executable=config.uapi)))
+    if job == "batch":
+        return {"outcome": "batch", "outcomes": [await _run_one(jobs, name, args) for name, args in arguments["jobs"]]}
     outcome = await getattr(jobs, job)(**arguments)
     return outcome.to_json()
+
+
+async def _run_one(jobs, name: str, arguments: dict) -> dict:
+    """One job of a batch: its outcome, or the refusal or error that ended it (the batch goes on)."""
+    from lecp.config import ConfigError
+    from lecp.cpanel.envelope import CPanelError
+    from lecp.outcome import Refused
+    from lecp.store import StoreError
+
+    try:
+        return (await getattr(jobs, name)(**arguments)).to_json()
+    except Refused as refused:
+        return {**refused.to_json(), "vhost": arguments.get("vhost", "")}
+    except (ConfigError, StoreError, CPanelError) as e:
+        return {"outcome": "error", "message": str(e), "vhost": arguments.get("vhost", "")}
+    except Exception as e:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        return {"outcome": "error", "message": f"unexpected error: {e}", "vhost": arguments.get("vhost", "")}
 
 
 def main(argv=None) -> int:

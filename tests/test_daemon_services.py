@@ -115,11 +115,15 @@ class FakeRunner:
     """Answers jobs with scripted outcomes, recording them."""
 
     def __init__(self):
-        self.jobs, self.outcomes = [], []
+        self.jobs, self.outcomes, self.batches = [], [], []
 
     async def run(self, user, job):
         self.jobs.append((user, job))
         return self.outcomes.pop(0) if self.outcomes else Outcome(ISSUED, job["vhost"], "renewed", expiry=int(START + 90 * DAY))
+
+    async def run_batch(self, user, jobs):
+        self.batches.append((user, [job["vhost"] for job in jobs]))
+        return [await self.run(user, job) for job in jobs]
 
     def stop(self):
         pass
@@ -213,6 +217,16 @@ class RenewalServiceTests(RenewalFixture):
         self.assertEqual(self.runner.jobs, [("alice", {"job": "renew", "vhost": "a.test"})])
         self.assertEqual([m.subject for m in self.mailer.messages], ["The certificate for a.test was renewed"])
         self.assertEqual(self.mailer.messages[0].to, ("alice@mail.test",))
+
+    def test_one_worker_for_all_of_an_accounts_work(self):
+        """Two certificates of one account due: one worker runs both (a batch), each outcome recorded."""
+        self.store_certificate(20)
+        with self.update_store() as document:
+            document.put_certificate(attrs.evolve(document.certificate("a.test"), vhost="b.test"))
+        self.run_pass()
+        self.assertEqual(self.runner.batches, [("alice", ["a.test", "b.test"])])
+        self.assertEqual({v: self.state.cert("alice", v).last_success for v in ("a.test", "b.test")},
+                         {"a.test": START, "b.test": START})
 
     def test_backoff_after_failures(self):
         """Failures wait 1 min, then 10 min, before the next try; one failure mail per 48 h."""

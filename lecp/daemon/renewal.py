@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_daemon_services -*-
 """
 The renewal service: a pass at start (after a random 0-8 minute delay) and every interval
-(12 h): scan every account, then run what is due in workers as the users, a bounded number at
-once. One user's failure never stops the pass.
+(12 h): scan every account, then run what is due in workers as the users (one worker per account,
+whatever it has due), a bounded number at once. One user's failure never stops the pass.
 """
 
 from __future__ import annotations
@@ -89,7 +89,11 @@ class RenewalService(TimedService):
                  accounts=result.accounts, certificates=result.certificates, seconds=scanned - started,
                  due=len(result.work))
         result.work.extend(await self.check_ari(result.ari_checks, started))
-        await gatherResults([Deferred.fromCoroutine(self.carry_out(work)) for work in result.work])
+        by_user: dict = {}
+        for work in result.work:
+            by_user.setdefault(work.user, []).append(work)
+        await gatherResults([Deferred.fromCoroutine(self.carry_out(works[0]) if len(works) == 1 else self.carry_out_batch(works))
+                             for works in by_user.values()])
         await self.recorder.summary()
 
     async def _ari_client(self, directory: str):
@@ -152,6 +156,21 @@ class RenewalService(TimedService):
 
         await gatherResults([Deferred.fromCoroutine(check(*c)) for c in checks])
         return due
+
+    async def carry_out_batch(self, works: list) -> None:
+        """Run all of one account's work in one worker (one start, one set of imports) and record each outcome."""
+        if self._stopping:
+            return
+        try:
+            outcomes = await self.runner.run_batch(works[0].user, [job_for(work) for work in works])
+        except Exception as e:
+            log.failure("Worker for {user}", user=works[0].user)
+            outcomes = [Outcome(FAILED, w.vhost, f"the worker could not be run: {e}", error_type="worker") for w in works]
+        for work, outcome in zip(works, outcomes):
+            try:
+                await self.recorder.record(work, outcome)
+            except Exception:
+                log.failure("Recording the outcome for {user} {vhost}", user=work.user, vhost=work.vhost)
 
     async def carry_out(self, work: Work) -> None:
         """Run one piece of work in a worker and record its outcome; never raises."""

@@ -3,7 +3,8 @@
 Running a job as a cPanel user: the root daemon starts C{python -m lecp.worker} with the user's
 uid, gid and supplementary groups and a clean environment (the user's HOME), hands it the job on
 standard input and reads the outcome, a line of JSON, from its output. At most C{concurrency}
-workers run at once; a worker that outlives C{worker_timeout} is killed.
+workers run at once; a worker that outlives C{worker_timeout} is killed. All of an account's due
+work can go to one worker as a batch (L{WorkerRunner.run_batch}).
 """
 
 from __future__ import annotations
@@ -73,22 +74,50 @@ class WorkerRunner:
 
     async def run(self, user: str, job: dict) -> Outcome:
         """The outcome of C{job} run as C{user}; a failed outcome (never an exception) if the worker broke."""
+        vhost = job.get("vhost") or job.get("target") or ""
         await self._semaphore.acquire()
         try:
-            return await self._run(user, job)
+            result, detail, refused = await self._run(user, job, vhost, self.timeout)
         finally:
             self._semaphore.release()
+        if result is not None and result.get("outcome") not in (None, "error", "refused", "batch"):
+            return Outcome.from_json(result)
+        return Outcome(FAILED, vhost, detail, error_type="refused" if refused else "worker")
 
-    async def _run(self, user: str, job: dict) -> Outcome:
-        vhost = job.get("vhost") or job.get("target") or ""
+    async def run_batch(self, user: str, jobs: list[dict]) -> list[Outcome]:
+        """
+        The outcomes of C{jobs}, run one after the other by a single worker as C{user} (one process
+        start and one set of imports for all of an account's work); failed outcomes if it broke.
+        """
+        await self._semaphore.acquire()
+        try:
+            result, detail, _ = await self._run(user, {"job": "batch", "jobs": jobs}, "",
+                                                self.timeout + 120.0 * (len(jobs) - 1))
+        finally:
+            self._semaphore.release()
+        answers = (result or {}).get("outcomes") if (result or {}).get("outcome") == "batch" else None
+        if not isinstance(answers, list) or len(answers) != len(jobs):
+            return [Outcome(FAILED, job.get("vhost", ""), detail, error_type="worker") for job in jobs]
+        outcomes = []
+        for job, answer in zip(jobs, answers):
+            if isinstance(answer, dict) and answer.get("outcome") not in (None, "error", "refused"):
+                outcomes.append(Outcome.from_json(answer))
+            else:
+                answer = answer if isinstance(answer, dict) else {}
+                outcomes.append(Outcome(FAILED, job.get("vhost", ""), str(answer.get("message") or "the worker gave no outcome"),
+                                        error_type="refused" if answer.get("outcome") == "refused" else "worker"))
+        return outcomes
+
+    async def _run(self, user: str, job: dict, vhost: str, timeout: float) -> tuple[dict | None, str, bool]:
+        """Run one worker: its JSON answer (or None), the reason when it broke, and whether it refused the job."""
         account = (self.passwd or {}).get(user)
         if account is None:
             try:
                 account = pwd.getpwnam(user)
             except KeyError:
-                return Outcome(FAILED, vhost, f"the Unix user {user} does not exist", error_type="worker")
+                return None, f"the Unix user {user} does not exist", False
         if account.pw_uid == 0:
-            return Outcome(FAILED, vhost, "refusing to run a job as root", error_type="worker")
+            return None, "refusing to run a job as root", False
         python = self.python or sys.executable
         done = Deferred()
         self.started += 1
@@ -99,7 +128,7 @@ class WorkerRunner:
         )
         key = (user, vhost, process.pid)
         self.running[key] = process
-        timer = self.reactor.callLater(self.timeout, self._kill, process)
+        timer = self.reactor.callLater(timeout, self._kill, process)
         try:
             out, err, code, signal = await done
         finally:
@@ -111,13 +140,16 @@ class WorkerRunner:
             result = json.loads(lines[-1]) if lines else None
         except ValueError:
             result = None
-        if isinstance(result, dict) and result.get("outcome") not in (None, "error", "refused"):
-            return Outcome.from_json(result)
+        if not isinstance(result, dict):
+            result = None
+        if result is not None and result.get("outcome") not in (None, "error", "refused"):
+            return result, "", False
         detail = (result or {}).get("message") or (err.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         if signal is not None:
             detail = f"the worker was stopped by signal {signal}"
-        log.warn("Worker for {user} {vhost} ended badly ({code}): {detail}", user=user, vhost=vhost, code=code, detail=detail)
-        return Outcome(FAILED, vhost, detail, error_type="refused" if (result or {}).get("outcome") == "refused" else "worker")
+        log.warn("Worker for {user} {vhost} ended badly ({code}): {detail}", user=user, vhost=vhost or job.get("job"),
+                 code=code, detail=detail)
+        return None, detail, (result or {}).get("outcome") == "refused"
 
     def _kill(self, process) -> None:
         try:

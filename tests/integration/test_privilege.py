@@ -243,3 +243,34 @@ class PrivilegeTests(SystemTestCase):
         os.link(secret, os.path.join(folder, DOCUMENT))
         with self.assertRaises(UnsafePath):
             read_beneath(self.home, f".cpanel/nvdata/{DOCUMENT}", self.user.pw_uid)
+
+    async def test_batch_renews_several_websites_in_one_worker(self):
+        """The daemon's runner renews two websites of an account in one worker, as the user, each outcome its own."""
+        import pwd
+
+        from lecp.daemon.workers import WorkerRunner
+        from lecp.testing.python import write_launcher
+
+        vhosts = [f"{self.users[0]}.test", f"blog.{self.users[0]}.test"]
+        for vhost in vhosts:
+            out, err, code = await self.run_worker({"job": "issue", "vhost": vhost})
+            self.assertEqual(json.loads(out)["outcome"], "issued", err.decode()[-2000:])
+        before = {v: r.cert_pem for v, r in self.store_of(self.users[0]).certificates().items()}
+        launcher = write_launcher(os.path.join(self.base, "launcher"), self.python, self.python_path)
+        runner = WorkerRunner(self.reactor, self.config_path, python=launcher,
+                              passwd={self.users[0]: pwd.getpwnam(self.users[0])})
+        outcomes = await runner.run_batch(self.users[0], [{"job": "renew", "vhost": v} for v in vhosts]
+                                          + [{"job": "renew", "vhost": "nothing.test"}])
+        self.assertEqual([o.kind for o in outcomes], ["issued", "issued", "failed"])
+        self.assertEqual(outcomes[2].error_type, "refused")
+        self.assertIn("no certificate for nothing.test", outcomes[2].message)
+        self.assertEqual(runner.started, 1)
+        after = self.store_of(self.users[0]).certificates()
+        self.assertTrue(all(after[v].cert_pem != before[v] for v in vhosts))
+
+    def store_of(self, user: str):
+        import pwd
+
+        from lecp.store import Store
+
+        return Store(self.server.account(user)["home"], uid=pwd.getpwnam(user).pw_uid).read()

@@ -45,8 +45,9 @@ def config_path(config) -> str:
 
 async def run_tasks(reactor, config, tasks: list[Task], progress=None) -> list[tuple[Task, Outcome]]:
     """
-    Run C{tasks} in workers, C{config.concurrency} at once, calling C{progress(done, total, task,
-    outcome)} as each ends; every outcome is recorded in root's state.
+    Run C{tasks} in workers (one per account, for all of its tasks), C{config.concurrency} at once,
+    calling C{progress(done, total, task, outcome)} as each ends; every outcome is recorded in
+    root's state.
     """
     from twisted.internet.defer import Deferred, gatherResults
 
@@ -63,15 +64,23 @@ async def run_tasks(reactor, config, tasks: list[Task], progress=None) -> list[t
     recorder = Recorder(reactor, Settings(config), state, mailer=None)
     results: list[tuple[Task, Outcome]] = []
 
-    async def one(task: Task) -> None:
-        outcome = await runner.run(task.user, task.job)
-        await record(recorder, state, task, outcome)
-        results.append((task, outcome))
-        if progress is not None:
-            progress(len(results), len(tasks), task, outcome)
+    async def account(batch: list[Task]) -> None:
+        # All of an account's tasks go to one worker, as the daemon sends them.
+        if len(batch) == 1:
+            outcomes = [await runner.run(batch[0].user, batch[0].job)]
+        else:
+            outcomes = await runner.run_batch(batch[0].user, [t.job for t in batch])
+        for task, outcome in zip(batch, outcomes):
+            await record(recorder, state, task, outcome)
+            results.append((task, outcome))
+            if progress is not None:
+                progress(len(results), len(tasks), task, outcome)
 
+    by_user: dict = {}
+    for task in tasks:
+        by_user.setdefault(task.user, []).append(task)
     try:
-        await gatherResults([Deferred.fromCoroutine(one(t)) for t in tasks])
+        await gatherResults([Deferred.fromCoroutine(account(batch)) for batch in by_user.values()])
     finally:
         state.close()
     return results

@@ -12,7 +12,7 @@ test: test-deps venv
 	$(PY) -m pytest tests
 
 unit: venv
-	$(PY) -m pytest tests --ignore=tests/integration
+	$(PY) -m pytest tests --ignore=$(CURDIR)/tests/integration
 
 integration: test-deps venv
 	$(PY) -m pytest tests/integration

@@ -278,6 +278,14 @@ class RenewalServiceTests(RenewalFixture):
         self.run_pass()
         self.assertEqual(len(self.runner.jobs), 1)
 
+    def test_issued_but_never_installed_is_installed(self):
+        """A certificate lecp issued and stored, whose job died before installing it, is installed by the next pass."""
+        self.store_certificate(60)
+        with self.update_store() as document:
+            document.put_certificate(attrs.evolve(document.certificate("a.test"), directory="https://ca/dir"))
+        self.run_pass()
+        self.assertEqual(self.runner.jobs, [("alice", {"job": "reinstall", "vhost": "a.test"})])
+
     def test_new_names_on_the_website(self):
         """A domain newly parked on the website triggers a renewal that may add it."""
         self.store_certificate(60, vhost_domains=("a.test",))
@@ -367,6 +375,10 @@ class ARITests(RenewalFixture):
         with self.update_store() as document:
             record = document.certificate("a.test")
             document.put_certificate(attrs.evolve(record, directory=self.ca.directory_url, ari_id="AAA.BBB"))
+        folder = os.path.join(self.config.apache_tls, "a.test")  # installed, as lecp leaves what it issues
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "certificates"), "w") as f:
+            f.write(_CERT)
 
     def window(self, start_days, end_days):
         import datetime

@@ -110,7 +110,7 @@ def _account_entries(user, document, now, config, local: LocalFacts):
         domains, servername = hosts.get((user, vhost), (set(), vhost))
         work, status, _ = certificate_work(user, record, state, now, config, installed, servername, domains,
                                            document.disable_mail)
-        is_installed = bool(record.cert_id) and installed.matches(servername, record.cert_pem)
+        is_installed = bool(record.cert_id or record.directory) and installed.matches(servername, record.cert_pem)
         if work is not None and status == "valid":
             status = "due"
         yield Entry(user, vhost, status, installed=is_installed, reason=work.reason if work else "",

@@ -108,7 +108,9 @@ def certificate_work(user, record: CertRecord, state, now, config, installed: In
         return None, "broken", None
     not_before = float(record.not_before or (record.expiry - 90 * 86400))
     matches = True
-    if record.cert_id:  # it was installed once: keep it installed
+    # Installed once (cPanel gave it an id), or issued by lecp (which installs what it issues; an empty
+    # id then means the job ended between storing and installing): it must be the installed one.
+    if record.cert_id or record.directory:
         matches = installed.matches(servername, record.cert_pem)
     decision = decide(now, not_before, float(record.expiry), state.next_attempt if state else 0.0,
                       state.ari_pick if state else None, matches, config.remaining_fraction, config.renew_within_days)

@@ -141,6 +141,7 @@ class Jobs(ManagementJobs):
     preflight: object = None
     notify: object = None
     probe: object = None  # the pre-flight even when config turns it off for issuance (for L{check})
+    _hosts: list | None = None  # the account's websites, asked of cPanel once per process
 
     @classmethod
     def create(cls, reactor, config: Config, store: Store, cpanel, http=None) -> "Jobs":
@@ -170,13 +171,19 @@ class Jobs(ManagementJobs):
     def _now(self) -> float:
         return self.reactor.seconds()
 
+    async def virtual_hosts(self) -> list:
+        """The account's websites; one cPanel call however many jobs this process runs (a batch)."""
+        if self._hosts is None:
+            self._hosts = await self.cpanel.virtual_hosts()
+        return self._hosts
+
     async def find_vhost(self, name: str):
         """The account's virtual host called C{name}; refused (404) when there is none."""
         try:
             wanted = domain_names.normalise(name)
         except domain_names.BadName as e:
             raise Refused(str(e)) from None
-        for host in await self.cpanel.virtual_hosts():
+        for host in await self.virtual_hosts():
             if host.name == wanted:
                 return host
         raise Refused(f"{wanted} is not a website of this account.", 400)
@@ -192,7 +199,7 @@ class Jobs(ManagementJobs):
             except domain_names.BadName as e:
                 raise Refused(str(e)) from None
             if not host.owns(name):
-                others = [h.name for h in await self.cpanel.virtual_hosts() if h.owns(name)]
+                others = [h.name for h in await self.virtual_hosts() if h.owns(name)]
                 where = f"it belongs to the website {others[0]}" if others else "it is not a domain of this account"
                 raise Refused(f"{name} cannot be added to the certificate of {host.name}: {where}.")
             if name not in names:

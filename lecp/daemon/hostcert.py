@@ -37,6 +37,10 @@ log = Logger()
 HOSTCERT_KEY_TYPE = "rsa:2048"  # cPanel's services and old mail clients expect RSA
 
 
+class HostCertBusy(RuntimeError):
+    """Another process holds the hostname certificate's lock."""
+
+
 @attrs.define(eq=False, slots=False)
 class HostCertService(TimedService):
     """Keeps the hostname's service certificates valid."""
@@ -101,6 +105,29 @@ class HostCertService(TimedService):
         if not self.config.hostcert:
             self.status.counts = {"enabled": False}
             return
+        lock = self._lock()
+        if lock is None:
+            raise HostCertBusy("another lecp process (the daemon, or `lecp hostcert run`) is updating the hostname "
+                               "certificate right now; try again in a minute")
+        try:
+            await self._run_locked()
+        finally:
+            os.close(lock)  # releases the flock
+
+    def _lock(self) -> int | None:
+        """An exclusive lock shared by the daemon and the admin's command, or None when another holds it."""
+        import fcntl
+
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.folder, "hostcert.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    async def _run_locked(self) -> None:
         now = self.clock.seconds()
         hostname, names, services, reasons = await self.survey()
         needing = {k: v for k, v in reasons.items() if v}

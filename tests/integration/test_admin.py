@@ -150,6 +150,14 @@ class AdminCommandTests(SystemTestCase):
         self.assertEqual(after["stored"]["names"], ["server.lecp.test"])
         out, _, _ = await self.lecp("hostcert", "run")
         self.assertIn("Nothing needed replacing.", out)
+        # While the daemon (here: this test) holds the hostname certificate's lock, run says so and waits its turn.
+        import fcntl
+
+        folder = os.path.join(self.base, "state", "hostcert")
+        with open(os.path.join(folder, "hostcert.lock"), "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            _, err, _ = await self.lecp("hostcert", "run", expect=2)
+        self.assertIn("is updating the hostname certificate right now", err)
 
     async def test_self_test(self):
         """Each check passes or says what to do; the pre-flight runs as the domain's account."""

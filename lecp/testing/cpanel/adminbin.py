@@ -2,6 +2,7 @@
 The emulated cPanel's privileged side, as cPanel's admin binaries are: C{uapi} run by an
 ordinary user sends its call here over a unix socket, and the service runs it for the account
 whose Unix user is the socket's peer (C{SO_PEERCRED}), never for an account named in the message.
+The calling side is L{lecp.testing.cpanel.cli.call_as_user}.
 """
 
 from __future__ import annotations
@@ -75,24 +76,3 @@ def listen_adminbin(reactor, server: Server):
     port = reactor.listenUNIX(path, Factory.forProtocol(lambda: AdminbinProtocol(server)), mode=0o666)
     server.update_settings(adminbin_socket=path)
     return RemovingFolderOnStop(port, folder)
-
-
-def call_as_user(server: Server, module: str, function: str, args: dict) -> dict:
-    """C{uapi}'s side when run by an ordinary user: ask the admin service (blocking)."""
-    path = server.settings.get("adminbin_socket")
-    if not path or not os.path.exists(path):
-        raise SystemExit("uapi: the emulated cPanel service is not running (python -m lecp.testing.cpanel serve)")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(120)
-        connection.connect(path)
-        connection.sendall(json.dumps({"module": module, "function": function, "args": args}).encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = connection.recv(1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    answer = json.loads(b"".join(chunks) or b"{}")
-    if "cli_error" in answer:
-        raise SystemExit(answer["cli_error"])
-    return answer

@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import re
+import socket
 import sys
 from urllib.parse import unquote
 
@@ -97,10 +98,32 @@ def _arguments(options: dict, words: list[str], program: str) -> dict:
         raise SystemExit(f"{program}: {e}")
 
 
+def call_as_user(server: Server, module: str, function: str, args: dict) -> dict:
+    """
+    C{uapi}'s side when run by an ordinary user: ask the admin service (blocking; standard
+    library only, as this runs in every emulated C{uapi} process).
+    """
+    path = server.settings.get("adminbin_socket")
+    if not path or not os.path.exists(path):
+        raise SystemExit("uapi: the emulated cPanel service is not running (python -m lecp.testing.cpanel serve)")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(120)
+        connection.connect(path)
+        connection.sendall(json.dumps({"module": module, "function": function, "args": args}).encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = connection.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    answer = json.loads(b"".join(chunks) or b"{}")
+    if "cli_error" in answer:
+        raise SystemExit(answer["cli_error"])
+    return answer
+
+
 def uapi_main(argv: list[str], root: str) -> int:
     """C{uapi [--output=F] [--user=U] [--input=json] Module function [key=value ...]}."""
-    from lecp.testing.cpanel import uapi
-
     options, output, rest = _split(argv, "uapi")
     if len(rest) < 2:
         raise SystemExit("usage: uapi [--output=json|jsonpretty|yaml] [--user=USER] Module function [key=value ...]")
@@ -118,10 +141,10 @@ def uapi_main(argv: list[str], root: str) -> int:
                 raise SystemExit("uapi: your Unix user is unknown to this server") from None
         if options.get("user") not in (None, user):
             raise SystemExit("uapi: only root may act as another user with --user")
-        from lecp.testing.cpanel.adminbin import call_as_user
-
         _print(call_as_user(server, rest[0], rest[1], args), output)
         return 0
+    from lecp.testing.cpanel import uapi
+
     user = options.get("user")
     if not user:
         raise SystemExit("uapi: --user is required when running as root")

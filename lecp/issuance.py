@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import attrs
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from lecp import names as domain_names
@@ -142,6 +143,9 @@ class Jobs(ManagementJobs):
     notify: object = None
     probe: object = None  # the pre-flight even when config turns it off for issuance (for L{check})
     _hosts: list | None = None  # the account's websites, asked of cPanel once per process
+    _hosts_lock: DeferredLock = attrs.field(factory=DeferredLock, init=False)
+    _install_lock: DeferredLock = attrs.field(factory=DeferredLock, init=False)  # one cPanel install at a time
+    _clients: dict = attrs.field(factory=dict, init=False)  # (directory, persist) → ACMEClient
 
     @classmethod
     def create(cls, reactor, config: Config, store: Store, cpanel, http=None) -> "Jobs":
@@ -173,8 +177,9 @@ class Jobs(ManagementJobs):
 
     async def virtual_hosts(self) -> list:
         """The account's websites; one cPanel call however many jobs this process runs (a batch)."""
-        if self._hosts is None:
-            self._hosts = await self.cpanel.virtual_hosts()
+        async with self._hosts_lock:
+            if self._hosts is None:
+                self._hosts = await self.cpanel.virtual_hosts()
         return self._hosts
 
     async def find_vhost(self, name: str):
@@ -219,12 +224,19 @@ class Jobs(ManagementJobs):
         return key, None
 
     async def _client(self, directory: str, persist: bool = True) -> ACMEClient:
-        if persist:
-            with self.store.update() as document:
-                key, url = self._account(document, directory, persist=True)
-        else:
-            key, url = self._account(self.store.read(), directory, persist=False)
-        return self.acme_factory(directory, key, url)
+        """
+        The account's client for C{directory}: one per process, so that the jobs of a batch share
+        its directory, nonces and account instead of asking the CA for them again.
+        """
+        client = self._clients.get((directory, persist))
+        if client is None:
+            if persist:
+                with self.store.update() as document:
+                    key, url = self._account(document, directory, persist=True)
+            else:
+                key, url = self._account(self.store.read(), directory, persist=False)
+            client = self._clients[directory, persist] = self.acme_factory(directory, key, url)
+        return client
 
     def _remember_account(self, client: ACMEClient, directory: str) -> None:
         if client.account_url:
@@ -391,7 +403,8 @@ class Jobs(ManagementJobs):
         """Install a stored certificate on its vhost and its re-use targets; record cPanel's ids."""
         chain = chosen_chain(record, preferred)
         try:
-            result = await self.cpanel.install_ssl(record.vhost, record.cert_pem, record.key_pem, chain)
+            async with self._install_lock:
+                result = await self.cpanel.install_ssl(record.vhost, record.cert_pem, record.key_pem, chain)
         except CPanelError as error:
             return Outcome(FAILED, record.vhost, f"The certificate was issued and kept, but cPanel could not install it: {error}.",
                            "Use Reinstall to try again; if it keeps failing, contact your hosting provider.",
@@ -407,7 +420,8 @@ class Jobs(ManagementJobs):
         problems = []
         for target in targets:
             try:
-                await self.cpanel.install_ssl(target, record.cert_pem, record.key_pem, chain)
+                async with self._install_lock:
+                    await self.cpanel.install_ssl(target, record.cert_pem, record.key_pem, chain)
             except CPanelError as error:
                 problems.append(NameProblem(target, f"could not install the re-used certificate: {error}"))
         message = result.message or f"The certificate is installed on {record.vhost}."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import attrs
+
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -30,11 +32,23 @@ class FakeCPanel:
                                 (DomainName("a.test", "main"), DomainName("www.a.test", "alias")))
         self.installed = {}
         self.fail_install = None
+        self.hold = False  # when set, every call waits for its Deferred in self.held
+        self.held = []
+        self.calls = []
+
+    async def _wait_if_held(self, call):
+        self.calls.append(call)
+        if self.hold:
+            gate = Deferred()
+            self.held.append(gate)
+            await gate
 
     async def virtual_hosts(self):
+        await self._wait_if_held("virtual_hosts")
         return [self.host]
 
     async def install_ssl(self, vhost, cert, key, cabundle=""):
+        await self._wait_if_held("install_ssl")
         if self.fail_install:
             raise CPanelError("UAPI", "install_ssl", (self.fail_install,), "SSL")
         self.installed[vhost] = cert
@@ -146,8 +160,9 @@ class JobsTests(SynchronousTestCase):
         """With ARI in the directory, a renewal carries the old certificate's CertID and keeps the key."""
         self.issue()
         old = self.jobs.store.read().certificate("a.test")
-        self.ca.ari = True
-        self.jobs.acme_factory = lambda d, k, u: ACMEClient.create(StubTreq(self.ca), self.clock, d, k, account_url=u)
+        self.ca.ari = True  # a later process, whose client finds ARI in the directory
+        self.jobs = attrs.evolve(self.jobs, acme_factory=lambda d, k, u: ACMEClient.create(
+            StubTreq(self.ca), self.clock, d, k, account_url=u))
         outcome = self.successResultOf(self.drive(self.jobs.renew("a.test")))
         self.assertEqual(outcome.kind, ISSUED)
         order = list(self.ca.orders.values())[-1]
@@ -174,6 +189,32 @@ class JobsTests(SynchronousTestCase):
         self.assertEqual(failure.value.status, 404)
         failure = self.failureResultOf(self.drive(self.jobs.issue("b.test")), Refused)
         self.assertIn("not a website of this account", failure.value.message)
+
+    def test_jobs_at_once_share_one_website_list_and_take_turns_to_install(self):
+        """Jobs of one batch running at once ask cPanel for the websites once and install one at a time."""
+        self.issue()
+        record = self.jobs.store.read().certificate("a.test")
+        self.jobs._hosts = None
+        self.cpanel.calls.clear()
+        self.cpanel.hold = True
+        lists = [Deferred.fromCoroutine(self.jobs.virtual_hosts()) for _ in range(3)]
+        self.assertEqual(self.cpanel.calls, ["virtual_hosts"])
+        self.cpanel.held.pop().callback(None)
+        self.assertEqual([self.successResultOf(d)[0].name for d in lists], ["a.test"] * 3)
+        installs = [Deferred.fromCoroutine(self.jobs.install(record)) for _ in range(2)]
+        self.assertEqual(self.cpanel.calls, ["virtual_hosts", "install_ssl"])
+        self.cpanel.held.pop().callback(None)
+        self.assertEqual(self.cpanel.calls, ["virtual_hosts", "install_ssl", "install_ssl"])
+        self.cpanel.held.pop().callback(None)
+        self.assertEqual([self.successResultOf(d).kind for d in installs], [ISSUED, ISSUED])
+
+    def test_jobs_of_one_process_share_one_acme_client(self):
+        """A batch's jobs ask the CA for its directory, a first nonce and the account only once."""
+        self.issue()
+        self.assertEqual(self.successResultOf(self.drive(self.jobs.renew("a.test"))).kind, ISSUED)
+        self.assertEqual(self.ca.paths("GET").count("/directory"), 1)
+        self.assertEqual(self.ca.paths("HEAD").count("/nonce") + self.ca.paths("GET").count("/nonce"), 1)
+        self.assertEqual(self.ca.paths("POST").count("/new-account"), 1)
 
     def test_outcome_json_round_trip(self):
         """An outcome survives JSON, as the worker hands it to the daemon."""

@@ -86,8 +86,9 @@ class WorkerRunner:
 
     async def run_batch(self, user: str, jobs: list[dict]) -> list[Outcome]:
         """
-        The outcomes of C{jobs}, run one after the other by a single worker as C{user} (one process
-        start and one set of imports for all of an account's work); failed outcomes if it broke.
+        The outcomes of C{jobs}, run by a single worker as C{user} (one process start and one set
+        of imports for all of an account's work; see L{lecp.worker.run_batch}); failed outcomes if
+        it broke.
         """
         await self._semaphore.acquire()
         try:

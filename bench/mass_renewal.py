@@ -32,11 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CERTBOT = os.path.join(HERE, ".certbot", "bin", "certbot")
 
 
-def lecp_renewal(args, base: str, facts: dict, pebble, launcher: str, concurrency: int) -> dict:
+def lecp_renewal(args, base: str, facts: dict, pebble, launcher: str, concurrency: int, directory: str) -> dict:
     """Start the daemon; time from its start until every due certificate is renewed (or failed)."""
     total = args.accounts * args.per_account
     with open(facts["config"], "w") as f:
-        f.write(f'[acme]\ndirectory = "{pebble.directory_url}"\nca_bundle = "{pebble.ca_bundle}"\n'
+        f.write(f'[acme]\ndirectory = "{directory}"\nca_bundle = "{pebble.ca_bundle}"\n'
                 f'[certificates]\nkey_type = "rsa:2048"\n'
                 f'[preflight]\nport = {pebble.http_port}\nresolve = "dns:127.0.0.1:{pebble.dns_port}"\n'
                 f'[renewal]\ninterval = 86400\nfirst_pass_delay = 0\nconcurrency = {concurrency}\n'
@@ -46,6 +46,7 @@ def lecp_renewal(args, base: str, facts: dict, pebble, launcher: str, concurrenc
                 f'apache_tls = "{facts["tls"]}"\nuserdatadomains = "{facts["root"]}/etc/userdatadomains.json"\n'
                 f'passwd = "{base}/passwd"\nworker_python = "{launcher}"\n')
     os.chmod(facts["config"], 0o644)
+    cpu_before = cpu_seconds(pebble.pids)
     started = time.perf_counter()
     daemon = subprocess.Popen([sys.executable, "-m", "twisted", "--log-format=text", "lecp", "--config", facts["config"]],
                               stdout=open(os.path.join(base, f"daemon-{concurrency}.log"), "wb"), stderr=subprocess.STDOUT,
@@ -88,6 +89,7 @@ def lecp_renewal(args, base: str, facts: dict, pebble, launcher: str, concurrenc
     status, body = get(facts["port"], "/health", 10)
     scan_seconds = json.loads(body)["services"]["renewal"]["counts"].get("scan_seconds")
     peak = proc_status(daemon.pid)["VmHWM"]
+    cpu = {k: round(v - cpu_before.get(k, 0.0), 1) for k, v in cpu_seconds(pebble.pids, daemon.pid).items()}
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(20)
     renewed = jobs.get("renew:issued", 0)
@@ -95,7 +97,44 @@ def lecp_renewal(args, base: str, facts: dict, pebble, launcher: str, concurrenc
     return {"concurrency": concurrency, "certificates": total, "renewed": renewed, "jobs": jobs,
             "seconds_from_start": round(elapsed, 2), "certificates_per_second": round(renewed / elapsed, 2),
             "scan_seconds": scan_seconds, "daemon_peak_rss_mb": round(peak, 1),
-            "workers_peak_total_rss_mb": round(peak_workers[0], 1)}
+            "workers_peak_total_rss_mb": round(peak_workers[0], 1), "cpu_seconds": cpu,
+            "cpu_seconds_per_certificate": round(sum(cpu.values()) / max(renewed, 1), 3)}
+
+
+def profiling_launcher(launcher: str, folder: str) -> str:
+    """A launcher beside C{launcher} that runs each worker under cProfile into C{folder}."""
+    os.makedirs(folder, exist_ok=True)
+    os.chmod(folder, 0o1777)
+    path = launcher + "-profiled"
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nexec {launcher} -m cProfile -o "{os.path.abspath(folder)}/$$.prof" "$@"\n')
+    os.chmod(path, 0o755)
+    return path
+
+
+def cpu_seconds(pebble_pids: list[int], daemon_pid: int | None = None) -> dict:
+    """
+    CPU seconds used so far by Pebble (with its challenge server), by this process (the emulated
+    cPanel: its web server and the service behind every `uapi` call), and, given the daemon, by
+    the daemon itself and by its finished descendants (the scan child, the workers and their
+    `uapi` processes).
+    """
+    import resource
+
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int) -> list[str]:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {"pebble": sum(int(stat(p)[11]) + int(stat(p)[12]) for p in pebble_pids) / ticks,
+               "emulated_cpanel": own.ru_utime + own.ru_stime}
+    if daemon_pid is not None:
+        fields = stat(daemon_pid)
+        figures["daemon"] = (int(fields[11]) + int(fields[12])) / ticks
+        figures["daemon_children"] = (int(fields[13]) + int(fields[14])) / ticks
+    return figures
 
 
 def certbot_lineages(base: str, pebble, facts: dict, count: int) -> tuple[str, list[str]]:
@@ -156,13 +195,22 @@ def main(argv=None) -> int:
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--per-account", type=int, default=5)
     parser.add_argument("--concurrency", default="4", help="daemon worker limits to measure, comma-separated")
-    parser.add_argument("--certbot-lineages", type=int, default=500)
+    parser.add_argument("--ca-delay", type=float, default=0.0,
+                        help="seconds a proxy holds every request to the CA, as a distant CA would (lecp only)")
+    parser.add_argument("--profile-workers", metavar="DIR", default="",
+                        help="run every worker under cProfile, writing DIR/PID.prof (to see where a renewal's time goes)")
+    parser.add_argument("--certbot-lineages", type=int, default=500,
+                        help="0 measures lecp alone and prints its figures without writing the results file")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("mass_renewal: run as root (the accounts are Unix users)", file=sys.stderr)
         return 1
+    if args.certbot_lineages and not os.access(CERTBOT, os.X_OK):
+        print(f"mass_renewal: {CERTBOT} is missing; run `make bench-deps`", file=sys.stderr)
+        return 1
     from twisted.internet import reactor
 
+    from lecp.testing.acmeproxy import Fault, start_proxy
     from lecp.testing.cpanel.adminbin import listen_adminbin
     from lecp.testing.cpanel.cli import write_scripts
     from lecp.testing.cpanel.server import Server
@@ -177,7 +225,9 @@ def main(argv=None) -> int:
         pebble = Pebble(os.path.join(base, "pebble"), PebbleSettings(nosleep=True, nonce_reject=0)).start()
         python, paths = world_readable_python(os.path.join(base, "python"))
         launcher = write_launcher(os.path.join(base, "python"), python, paths)
-        runs = []
+        if args.profile_workers:
+            launcher = profiling_launcher(launcher, args.profile_workers)
+        runs, proxies = [], []
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             # A fresh server for each run: every certificate due again.
             run_base = os.path.join(base, f"c{concurrency}")
@@ -191,7 +241,7 @@ def main(argv=None) -> int:
                 user = f"u{i:05d}"
                 if user not in created:
                     subprocess.run(["useradd", "-M", "-N", "-g", "100", "-u", str(200000 + i), "-d",
-                                    os.path.join(facts["root"], "home", user), "-s", "/usr/sbin/nologin", user], check=True)
+                                    os.path.join(facts["root"], "home", user), "-s", "/usr/sbin/nologin", user], check=True, capture_output=True)
                     created.append(user)
                 else:
                     subprocess.run(["usermod", "-d", os.path.join(facts["root"], "home", user), user], check=True)
@@ -200,6 +250,9 @@ def main(argv=None) -> int:
             ports = []
 
             def listen():
+                if args.ca_delay and not proxies:
+                    proxies.append(start_proxy(reactor, pebble))
+                    proxies[0].controls.inject(Fault("delay", "", count=10 ** 9, seconds=args.ca_delay))
                 ports.extend([listen_web(reactor, pebble.http_port, server), listen_adminbin(reactor, server)])
                 ready.set()
 
@@ -210,7 +263,8 @@ def main(argv=None) -> int:
                 reactor.callFromThread(listen)
             ready.wait(30)
             print(f"lecp: {args.accounts * args.per_account} due certificates, concurrency {concurrency}...", flush=True)
-            runs.append(lecp_renewal(args, run_base, facts, pebble, launcher, concurrency))
+            directory = proxies[0].directory_url if proxies else pebble.directory_url
+            runs.append(lecp_renewal(args, run_base, facts, pebble, launcher, concurrency, directory))
             print(f"  {runs[-1]['renewed']} renewed in {runs[-1]['seconds_from_start']} s: "
                   f"{runs[-1]['certificates_per_second']} certificates/s", flush=True)
             done = threading.Event()
@@ -218,6 +272,12 @@ def main(argv=None) -> int:
                 [p.stopListening() for p in ports]).addBoth(lambda _: done.set()))
             done.wait(30)
             last_facts = facts
+        if not args.certbot_lineages:
+            for run in runs:
+                print(json.dumps(run, indent=1))
+            pebble.stop()
+            reactor.callFromThread(reactor.stop)
+            return 0
         server = Server(last_facts["root"])
         ready = threading.Event()
         reactor.callFromThread(lambda: (ports.append(listen_web(reactor, pebble.http_port, server)), ready.set()))
@@ -227,7 +287,7 @@ def main(argv=None) -> int:
         print(f"  {certbot['renewed']} renewed in {certbot['seconds']} s: {certbot['certificates_per_second']} certificates/s")
         best = max(runs, key=lambda r: r["certificates_per_second"])
         result = {"benchmark": "mass_renewal", "accounts": args.accounts, "per_account": args.per_account,
-                  "pebble": "PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0", "lecp": runs, "certbot": certbot,
+                  "pebble": "PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0", "ca_delay": args.ca_delay, "lecp": runs, "certbot": certbot,
                   "ratio_lecp_to_certbot": round(best["certificates_per_second"] / max(certbot["certificates_per_second"], 1e-9), 1),
                   "targets": {"certificates_per_second": 5, "ratio_lecp_to_certbot": 10}}
         pebble.stop()

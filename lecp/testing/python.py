@@ -44,9 +44,9 @@ def world_readable_python(folder: str) -> tuple[str, list[str]]:
     plugins = os.path.join(folder, "src", "twisted", "plugins")
     os.makedirs(plugins)
     shutil.copy(os.path.join(os.path.dirname(source), "twisted", "plugins", "lecp_plugin.py"), plugins)
-    # The venv's bytecode came along (hard links: valid for the same sources); compile what it lacks.
-    subprocess.run([SYSTEM_PYTHON, "-m", "compileall", "-q", "-j", "0", folder],
-                   check=True, stdout=subprocess.DEVNULL)
+    # The venv's bytecode came along (hard links: valid for the same sources); compile what it
+    # lacks. A file that does not compile (a package's test data, say) is compiled, or not, on import.
+    subprocess.run([SYSTEM_PYTHON, "-m", "compileall", "-q", "-j", "0", folder], stdout=subprocess.DEVNULL)
     for path, dirs, files in os.walk(folder):
         os.chmod(path, 0o755)
         for name in files:

@@ -441,6 +441,24 @@ class OrdersSignalTests(RenewalFixture):
         self.assertEqual(service.signals, 1)
         self.assertEqual(self.runner.jobs, [("alice", {"job": "resume", "vhost": "a.test"})])
 
+    def test_timer_resumes_due_orders_and_honours_the_mail_opt_out(self):
+        """The timer finishes a due deferred order as its user; the user is mailed unless they opted out."""
+        from lecp.store import PendingOrder
+
+        for opted_out, mails in ((False, 1), (True, 0)):
+            self.mailer.messages.clear()
+            with self.update_store() as document:
+                document.put_pending(PendingOrder("a.test", "https://ca/order/1", "KEY", ("a.test",), "ecdsa:p-256",
+                                                  "https://ca/dir", int(START)))
+                document.disable_mail = opted_out
+            self.state.set_pending("alice", "a.test", "https://ca/order/1", self.clock.seconds() - 1)
+            self.state.set_pending("alice", "later.test", "https://ca/order/2", self.clock.seconds() + 3600)
+            self.runner.jobs.clear()
+            self.successResultOf(Deferred.fromCoroutine(self.make_service().run_once()))
+            self.assertEqual(self.runner.jobs, [("alice", {"job": "resume", "vhost": "a.test"})])
+            self.assertEqual(len(self.mailer.messages), mails, f"opted out: {opted_out}")
+            self.assertEqual([p[1] for p in self.state.pending()], ["later.test"])
+
     def test_unknown_uid_and_root_do_nothing(self):
         """A uid the passwd file does not know, or root's, starts no job."""
         service = self.make_service()

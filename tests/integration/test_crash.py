@@ -67,6 +67,22 @@ class CrashTestCase(SystemTestCase):
         self.vhost = f"{self.users[0]}.test"
         self.rng = random.Random(_seed())
         self.kills = 0
+        # How long the last run of each kind of process took when it was not killed: kills are drawn
+        # within it, so that they land while the process works (the machine's speed varies).
+        self.spans = {"worker": 3.0, "page": 1.5}
+
+    def kill_delay(self, kind: str) -> float:
+        """A random moment within the observed duration of a C{kind} process."""
+        return self.rng.uniform(0.05, self.spans[kind])
+
+    def attempts(self, kills_wanted: int):
+        """Trial numbers until C{kills_wanted} processes were killed mid-work (a process that finished first is no trial)."""
+        for attempt in range(3 * kills_wanted):
+            if self.kills >= kills_wanted:
+                return
+            yield attempt
+        self.fail(f"only {self.kills} of {3 * kills_wanted} runs were killed before they finished; "
+                  f"the kill moments do not fit the processes' durations {self.spans}")
 
     def configure(self, extra: str = "") -> None:
         self.write_config(self.pebble.directory_url, "[mail]\nenabled = false\n" + extra
@@ -118,14 +134,20 @@ class CrashTestCase(SystemTestCase):
                              f"{label}: the stored certificate is not the installed one after recovery")
         self.assertEqual(self.temporaries(), [], f"{label}: temporary files left behind")
 
-    async def run_killed(self, argv, env, stdin: bytes, delay: float, uid=None, gid=None) -> None:
-        """Start a process, SIGKILL it after C{delay} seconds (if it is still running), wait for its end."""
+    async def run_killed(self, argv, env, stdin: bytes, delay: float, uid=None, gid=None) -> float | None:
+        """
+        Start a process, SIGKILL it after C{delay} seconds (if it is still running), wait for its end;
+        the seconds it ran when it ended on its own, None when it was killed.
+        """
         protocol = _Collect(stdin)
+        started = time.monotonic()
         process = self.reactor.spawnProcess(protocol, argv[0], argv, env=env, path="/", uid=uid, gid=gid)
         timer = self.reactor.callLater(delay, self.kill, process)
         await protocol.ended
         if timer.active():
             timer.cancel()
+            return time.monotonic() - started
+        return None
 
     def kill(self, process) -> None:
         try:
@@ -144,18 +166,20 @@ class WorkerAndPageCrashTests(CrashTestCase):
         trials = TRIALS or 6
         key = None
         env = {"HOME": self.home, "PATH": "/usr/bin:/bin", "LECP_CONFIG": self.config_path, "LANG": "C.UTF-8"}
-        for trial in range(trials):
+        for attempt in self.attempts(trials):
             job = {"job": "renew" if key else "issue", "vhost": self.vhost}
             if not key:
                 job["names"] = [f"www.{self.vhost}"]
-            delay = self.rng.uniform(0.05, 3.0)  # a worker's whole job takes about 1.5-2.5 s here
-            label = f"trial {trial} ({job['job']}, killed after {delay:.2f} s)"
-            await self.run_killed([self.launcher, "-m", "lecp.worker"], env, json.dumps(job).encode(), delay,
-                                  self.user.pw_uid, self.user.pw_gid)
+            delay = self.kill_delay("worker")
+            label = f"run {attempt} ({job['job']}, kill after {delay:.2f} s)"
+            finished = await self.run_killed([self.launcher, "-m", "lecp.worker"], env, json.dumps(job).encode(),
+                                             delay, self.user.pw_uid, self.user.pw_gid)
+            if finished is not None:
+                self.spans["worker"] = finished
             key = self.check_after_kill(key, label)
             await self.recover(label)
             key = self.check_after_kill(key, label + " after recovery")
-        print(f"{trials} worker trials, {self.kills} kills")
+        print(f"{self.kills} workers killed mid-job in {attempt + 1} runs")
 
     test_worker_killed_at_random_points.timeout = 3600
 
@@ -164,21 +188,28 @@ class WorkerAndPageCrashTests(CrashTestCase):
         self.configure()
         page = await open_page(self, self.launcher)
         key = None
-        for trial in range(max(2, TRIALS // 10)):
+        for attempt in self.attempts(max(2, TRIALS // 10)):
             function = "reinstall-certificate" if key else "issue-certificate"
             body = {"virtual_host": self.vhost}
             if not key:
                 body["dns_identifiers"] = [self.vhost, f"www.{self.vhost}"]
-            delay = self.rng.uniform(0.2, 1.5)
-            label = f"page trial {trial} ({function}, killed after {delay:.2f} s)"
+            delay = self.kill_delay("page")
+            label = f"page run {attempt} ({function}, kill after {delay:.2f} s)"
+            started = time.monotonic()
             request = Deferred.fromCoroutine(page.api(function, body))
+            answered = []
+            request.addBoth(lambda result: (answered.append(time.monotonic()), result)[1])
             await deferLater(self.reactor, delay, lambda: None)
-            for process in list(page.front.running.values()):
+            running = list(page.front.running.values())
+            for process in running:
                 self.kill(process)
             await request
+            if not running:
+                self.spans["page"] = answered[0] - started
             key = self.check_after_kill(key, label)
             await self.recover(label)
             key = self.check_after_kill(key, label + " after recovery")
+        print(f"{self.kills} page processes killed mid-request in {attempt + 1} runs")
 
 
 class DaemonCrashTests(CrashTestCase):

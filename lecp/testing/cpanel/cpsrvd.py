@@ -312,10 +312,11 @@ class Front(resource.Resource):
             protocol, path, [path], env=env, path=os.path.dirname(path), uid=uid, gid=gid,
         )
         timer = self.reactor.callLater(CGI_TIMEOUT, lambda: process.signalProcess("KILL"))
-        self.running[process.pid] = process
+        pid = process.pid  # Twisted sets process.pid to None once the process has ended
+        self.running[pid] = process
 
         def done(result):
-            self.running.pop(process.pid, None)
+            self.running.pop(pid, None)
             out, err, code = result
             if timer.active():
                 timer.cancel()

@@ -103,22 +103,27 @@ async def run_batch(jobs, items, parallel: int = BATCH_PARALLEL) -> list[dict]:
 
 async def _run_one(jobs, name: str, arguments: dict) -> dict:
     """One job of a batch: its outcome, or the refusal or error that ended it (the batch goes on)."""
+    try:
+        return (await getattr(jobs, name)(**arguments)).to_json()
+    except Exception as error:
+        return {**_failure(error)[0], "vhost": arguments.get("vhost", "")}
+
+
+def _failure(error: Exception) -> tuple[dict, int]:
+    """The outcome line and exit status of a job that ended in C{error} (unexpected ones are traced on stderr)."""
     from lecp.config import ConfigError
     from lecp.cpanel.envelope import CPanelError
     from lecp.outcome import Refused
     from lecp.store import StoreError
 
-    try:
-        return (await getattr(jobs, name)(**arguments)).to_json()
-    except Refused as refused:
-        return {**refused.to_json(), "vhost": arguments.get("vhost", "")}
-    except (ConfigError, StoreError, CPanelError) as e:
-        return {"outcome": "error", "message": str(e), "vhost": arguments.get("vhost", "")}
-    except Exception as e:
-        import traceback
+    if isinstance(error, Refused):
+        return error.to_json(), 2
+    if isinstance(error, (ConfigError, StoreError, CPanelError)):
+        return {"outcome": "error", "message": str(error)}, 1
+    import traceback
 
-        traceback.print_exc(file=sys.stderr)
-        return {"outcome": "error", "message": f"unexpected error: {e}", "vhost": arguments.get("vhost", "")}
+    traceback.print_exception(error, file=sys.stderr)
+    return {"outcome": "error", "message": f"unexpected error: {error}"}, 1
 
 
 def main(argv=None) -> int:
@@ -130,27 +135,15 @@ def main(argv=None) -> int:
     except ValueError as e:
         _emit({"outcome": "refused", "message": str(e), "status": 400})
         return 2
-    from lecp.config import ConfigError
-    from lecp.cpanel.envelope import CPanelError
-    from lecp.outcome import Refused
     from lecp.run import run_to_completion
-    from lecp.store import StoreError
 
     try:
         _emit(run_to_completion(lambda reactor: run_job(reactor, job, arguments)))
         return 0
-    except Refused as refused:
-        _emit(refused.to_json())
-        return 2
-    except (ConfigError, StoreError, CPanelError) as e:
-        _emit({"outcome": "error", "message": str(e)})
-        return 1
-    except Exception as e:
-        import traceback
-
-        _emit({"outcome": "error", "message": f"unexpected error: {e}"})
-        traceback.print_exc(file=sys.stderr)
-        return 1
+    except Exception as error:
+        outcome, code = _failure(error)
+        _emit(outcome)
+        return code
 
 
 if __name__ == "__main__":

@@ -453,8 +453,9 @@ class Store:
 
 def _sweep_temporaries(dir_fd: int) -> None:
     """
-    Remove the temporary copies of the document left by a writer that died between creating and
-    renaming one (they hold private keys). Called with the lock held: every writer holds it, so
+    Remove the temporary copies of the document left by a writer that died between naming and
+    renaming one, or while writing one where the filesystem has no unnamed files (they hold
+    private keys; see L{atomic_write_at}). Called with the lock held: every writer holds it, so
     any temporary copy present belongs to a writer that is gone.
     """
     prefix = f".{DOCUMENT}."

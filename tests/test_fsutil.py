@@ -8,6 +8,7 @@ from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from lecp import fsutil
 from lecp.fsutil import atomic_write
 
 
@@ -34,4 +35,43 @@ class AtomicWriteTests(SynchronousTestCase):
             self.assertRaises(OSError, atomic_write, self.path, b"new")
         with open(self.path, "rb") as f:
             self.assertEqual(f.read(), b"old")
+        self.assertEqual(os.listdir(self.folder), ["doc"])
+
+    def test_content_is_written_unnamed(self):
+        """While the content is written and synced, the folder shows no new name: a writer killed then leaves nothing."""
+        atomic_write(self.path, b"old")
+        seen = []
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            seen.append(sorted(os.listdir(self.folder)))
+            return real_fsync(fd)
+
+        with mock.patch("os.fsync", side_effect=fsync):
+            atomic_write(self.path, b"new")
+        self.assertEqual(seen[0], ["doc"])  # the file's own fsync, before it has a name
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"new")
+        self.assertEqual(os.listdir(self.folder), ["doc"])
+
+    def test_failure_while_writing_leaves_nothing(self):
+        """A failure before the rename (here: the sync) keeps the old file and leaves no other file."""
+        atomic_write(self.path, b"old")
+        with mock.patch("os.fsync", side_effect=OSError("I/O error")):
+            self.assertRaises(OSError, atomic_write, self.path, b"new")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"old")
+        self.assertEqual(os.listdir(self.folder), ["doc"])
+
+    def test_named_temporary_where_unnamed_files_are_missing(self):
+        """Without O_TMPFILE the write goes through a named temporary file, with the same result."""
+        atomic_write(self.path, b"old")
+        with mock.patch.object(fsutil, "_UNNAMED_FILES", False):
+            with mock.patch("os.rename", side_effect=OSError("disk full")):
+                self.assertRaises(OSError, atomic_write, self.path, b"new")
+            self.assertEqual(os.listdir(self.folder), ["doc"])
+            atomic_write(self.path, b"new", 0o640)
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"new")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
         self.assertEqual(os.listdir(self.folder), ["doc"])

@@ -12,6 +12,7 @@ import time
 from lecp.acme.client import ACMEClient
 from lecp.outcome import DEFERRED, FAILED, ISSUED
 from lecp.testing.acmeproxy import Fault, start_proxy
+from lecp.testing.pebble import PebbleSettings
 from tests.integration.test_issuance import IssuanceTestCase
 
 VHOST = "alice.test"
@@ -20,6 +21,10 @@ NAMES = ["alice.test", "www.alice.test"]
 
 class FaultTests(IssuanceTestCase):
     """One fault at a time, on the request where it hurts most."""
+
+    # No bad nonces from Pebble here: each test counts the requests its fault caused, and a
+    # badNonce retry would add one (bad nonces have tests of their own, at Pebble's 5 %).
+    settings = PebbleSettings(nosleep=True, alternate_roots=1, nonce_reject=0)
 
     def setUp(self):
         super().setUp()

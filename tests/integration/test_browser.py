@@ -104,6 +104,27 @@ class BrowserTests(PageFixture):
     async def text(self, selector: str) -> str:
         return await self.webdriver("GET", f"{self.session}/element/{await self.find(selector)}/text")
 
+    async def click_through(self, selector: str, timeout: float = 60.0):
+        """
+        Click what leads to another page and wait until that page has replaced this one: an
+        element found before the new document is in place belongs to the old one and goes stale.
+        """
+        old_root = await self.find("html")
+        await self.webdriver("POST", f"{self.session}/element/{await self.find(selector)}/click", {})
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                await self.webdriver("GET", f"{self.session}/element/{old_root}/name")
+            except AssertionError as error:
+                if not any(gone in str(error) for gone in ("stale element", "does not belong", "no such element")):
+                    raise
+                if await self.webdriver("POST", f"{self.session}/execute/sync",
+                                        {"script": "return document.readyState", "args": []}) == "complete":
+                    return
+            if time.monotonic() > until:
+                self.fail(f"clicking {selector} did not lead to another page within {timeout:.0f} s")
+            await deferLater(self.reactor, 0.1, lambda: None)
+
     async def screenshot(self, name: str) -> str:
         os.makedirs(ARTIFACTS, exist_ok=True)
         path = os.path.join(ARTIFACTS, name)
@@ -116,18 +137,14 @@ class BrowserTests(PageFixture):
         await self.start_browser()
         login = await WHM(WHMAPICommand(self.reactor, executable=self.server.path("bin", "whmapi1"))).create_user_session("alice")
         await self.webdriver("POST", f"{self.session}/url", {"url": login.url})
-        await self.find("#plugin-lecp")
-        await self.webdriver("POST", f"{self.session}/element/{await self.find('#plugin-lecp')}/click", {})
+        await self.click_through("#plugin-lecp")
         self.assertIn("Not secured", await self.text("#site-blog\\.alice\\.test"))
-        button = await self.find("#site-blog\\.alice\\.test a.button")
-        await self.webdriver("POST", f"{self.session}/element/{button}/click", {})
-        await self.find("#issue-submit")
+        await self.click_through("#site-blog\\.alice\\.test a.button")
         issue_shot = await self.screenshot("issue-page.png")
-        await self.webdriver("POST", f"{self.session}/element/{await self.find('#issue-submit')}/click", {})
-        notice = await self.text(".notice")
+        await self.click_through("#issue-submit")
+        notice = await self.text("div.notice")
         self.assertIn("installed", notice.lower())
-        back = await self.find("a.button")
-        await self.webdriver("POST", f"{self.session}/element/{back}/click", {})
+        await self.click_through("a.button")
         status = await self.text("#site-blog\\.alice\\.test")
         self.assertIn("Secured until", status)
         home_shot = await self.screenshot("home-page.png")

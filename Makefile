@@ -31,12 +31,13 @@ bench-deps:
 # The long form of the reliability tests (about an hour, as root): 120 crash trials of the worker
 # (12 of the page, 12 of the daemon), 200 issuances at Pebble's defaults, 25 rounds of the page, the
 # admin command and the daemon on one account, then 30 minutes of the daemon with 10,000 accounts
-# and a slow CA (figures in bench/results/soak_daemon.json).
+# and a slow CA (figures in bench/results/soak_daemon.json). SOAK_SECONDS=N sets the daemon's run.
+SOAK_SECONDS ?= 1800
 soak: test-deps venv
 	LECP_CRASH_TRIALS=120 LECP_CONCURRENCY_ROUNDS=25 LECP_LOAD_ISSUANCES=200 $(PY) -m pytest -s \
 	    tests/integration/test_crash.py tests/integration/test_concurrency.py \
 	    tests/integration/test_acme_pebble.py -k "killed or together or consecutive"
-	$(PY) bench/soak_daemon.py --seconds 1800
+	$(PY) bench/soak_daemon.py --seconds $(SOAK_SECONDS)
 
 # Debian's pebble package ships both /usr/bin/pebble and /usr/bin/pebble-challtestsrv.
 SYSTEM_PACKAGES = pebble python3

@@ -20,22 +20,28 @@ class AtomicWriteTests(SynchronousTestCase):
         os.makedirs(self.folder)
         self.path = os.path.join(self.folder, "doc")
 
+    def content(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def assertFailedWriteKeepsOld(self, failing: str, error: OSError):
+        """With C{failing} (an C{os} function) raising C{error}, a write raises it, keeps the old file and leaves no other."""
+        atomic_write(self.path, b"old")
+        with mock.patch(failing, side_effect=error):
+            self.assertRaises(OSError, atomic_write, self.path, b"new")
+        self.assertEqual(self.content(), b"old")
+        self.assertEqual(os.listdir(self.folder), ["doc"])
+
     def test_writes_with_mode(self):
         """The file has the content and the mode asked, and no temporary file is left."""
         atomic_write(self.path, b"hello", 0o600)
-        with open(self.path, "rb") as f:
-            self.assertEqual(f.read(), b"hello")
+        self.assertEqual(self.content(), b"hello")
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         self.assertEqual(os.listdir(self.folder), ["doc"])
 
     def test_failure_keeps_old_content(self):
         """When the rename fails, the old file is intact and the temporary file is gone."""
-        atomic_write(self.path, b"old")
-        with mock.patch("os.rename", side_effect=OSError("disk full")):
-            self.assertRaises(OSError, atomic_write, self.path, b"new")
-        with open(self.path, "rb") as f:
-            self.assertEqual(f.read(), b"old")
-        self.assertEqual(os.listdir(self.folder), ["doc"])
+        self.assertFailedWriteKeepsOld("os.rename", OSError("disk full"))
 
     def test_content_is_written_unnamed(self):
         """While the content is written and synced, the folder shows no new name: a writer killed then leaves nothing."""
@@ -50,28 +56,18 @@ class AtomicWriteTests(SynchronousTestCase):
         with mock.patch("os.fsync", side_effect=fsync):
             atomic_write(self.path, b"new")
         self.assertEqual(seen[0], ["doc"])  # the file's own fsync, before it has a name
-        with open(self.path, "rb") as f:
-            self.assertEqual(f.read(), b"new")
+        self.assertEqual(self.content(), b"new")
         self.assertEqual(os.listdir(self.folder), ["doc"])
 
     def test_failure_while_writing_leaves_nothing(self):
         """A failure before the rename (here: the sync) keeps the old file and leaves no other file."""
-        atomic_write(self.path, b"old")
-        with mock.patch("os.fsync", side_effect=OSError("I/O error")):
-            self.assertRaises(OSError, atomic_write, self.path, b"new")
-        with open(self.path, "rb") as f:
-            self.assertEqual(f.read(), b"old")
-        self.assertEqual(os.listdir(self.folder), ["doc"])
+        self.assertFailedWriteKeepsOld("os.fsync", OSError("I/O error"))
 
     def test_named_temporary_where_unnamed_files_are_missing(self):
         """Without O_TMPFILE the write goes through a named temporary file, with the same result."""
-        atomic_write(self.path, b"old")
         with mock.patch.object(fsutil, "_UNNAMED_FILES", False):
-            with mock.patch("os.rename", side_effect=OSError("disk full")):
-                self.assertRaises(OSError, atomic_write, self.path, b"new")
-            self.assertEqual(os.listdir(self.folder), ["doc"])
+            self.assertFailedWriteKeepsOld("os.rename", OSError("disk full"))
             atomic_write(self.path, b"new", 0o640)
-        with open(self.path, "rb") as f:
-            self.assertEqual(f.read(), b"new")
+        self.assertEqual(self.content(), b"new")
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
         self.assertEqual(os.listdir(self.folder), ["doc"])

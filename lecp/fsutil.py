@@ -6,6 +6,9 @@ from __future__ import annotations
 import errno
 import os
 
+# Unnamed files (O_TMPFILE) are given a name through /proc/self/fd, so both must be there.
+_UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
 
 def fsync_directory(path: str) -> None:
     """Make a rename inside C{path} durable."""
@@ -58,7 +61,7 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> N
 
 def _open_unnamed(dir_fd: int, mode: int) -> int | None:
     """An unnamed file in the folder C{dir_fd}, open for writing; None where the system has none."""
-    if not _UNNAMED_FILES or not os.path.isdir("/proc/self/fd"):
+    if not _UNNAMED_FILES:
         return None
     try:
         return os.open(".", os.O_TMPFILE | os.O_WRONLY, mode, dir_fd=dir_fd)
@@ -66,9 +69,6 @@ def _open_unnamed(dir_fd: int, mode: int) -> int | None:
         if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             return None
         raise
-
-
-_UNNAMED_FILES = hasattr(os, "O_TMPFILE")
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
